@@ -17,6 +17,7 @@ import sys
 SUBCOMMANDS: list[tuple[str, str]] = [
     ("shield_cmd", "shield"),
     ("local_cmd", "local"),
+    ("crypto_cmd", "keygen, encrypt, decrypt"),
 ]
 
 EXIT_USAGE = 2
