@@ -28,19 +28,20 @@ import posixpath
 import re
 import shlex
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
 from shield.model import Decision, ParseResult, SimpleCommand
 
 __all__ = [
-    "PolicyError",
-    "Thresholds",
-    "PolicyOutcome",
-    "Policy",
     "PATH_OPERATIONS",
+    "Policy",
+    "PolicyError",
+    "PolicyOutcome",
+    "Thresholds",
     "default_policy",
     "load_policy",
     "load_policy_file",
@@ -79,7 +80,9 @@ class PolicyError(ValueError):
     ``policy.yaml:12: rule 'Bash(rm:*)': unknown action 'alow'``.
     """
 
-    def __init__(self, reason: str, *, source: str = "<policy>", line: int | None = None, rule: str | None = None):
+    def __init__(
+        self, reason: str, *, source: str = "<policy>", line: int | None = None, rule: str | None = None
+    ):
         self.source = source
         self.line = line
         self.rule = rule
@@ -141,7 +144,9 @@ class _YamlTree:
         self.visited += 1
         line = node.start_mark.line + 1
         if self.visited > MAX_POLICY_NODES:
-            raise PolicyError("policy too large (too many YAML nodes; alias expansion?)", source=self.source, line=line)
+            raise PolicyError(
+                "policy too large (too many YAML nodes; alias expansion?)", source=self.source, line=line
+            )
         if isinstance(node, yaml.MappingNode):
             mapping: dict[str, _Node] = {}
             key_lines: dict[str, int | None] = {}
@@ -197,7 +202,7 @@ def _parse_toml(text: str, source: str) -> _Node:
         for index in range(max(start - 1, 0), len(lines)):
             if needle in lines[index]:
                 return index + 1
-        for index in range(0, min(start, len(lines))):
+        for index in range(min(start, len(lines))):
             if needle in lines[index]:
                 return index + 1
         return None
@@ -238,7 +243,14 @@ _ACTION_WORD = {
     Decision.DENY: "deny",
 }
 _PATTERN = re.compile(r"^(?P<kind>[A-Za-z]+)\((?P<body>.*)\)$", re.DOTALL)
-_PATTERN_KINDS = {"bash": "bash", "regex": "regex", "read": "read", "write": "write", "edit": "write", "list": "list"}
+_PATTERN_KINDS = {
+    "bash": "bash",
+    "regex": "regex",
+    "read": "read",
+    "write": "write",
+    "edit": "write",
+    "list": "list",
+}
 _GLOB_CHARS = frozenset("*?[")
 _HOME_PREFIX = r"(?:/root|/home/[^/]+|/Users/[^/]+|/var/root|~)"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -553,12 +565,20 @@ class _Compiler:
             rule_name = text
         else:
             raise self.error("a rule must be a pattern string or a mapping", node.line)
-        line = node.line if not fields else (fields.get("pattern") or fields.get("match") or fields.get("regex")).line
+        line = (
+            node.line
+            if not fields
+            else (fields.get("pattern") or fields.get("match") or fields.get("regex")).line
+        )
 
         # Action: from the list it sits in, or from its own `action:` key in `rules:`.
         if list_action is None:
             if "action" not in fields:
-                raise self.error("a rule in 'rules' needs an 'action' (allow, ask, soft_ask, hard_ask, deny)", line, rule_name)
+                raise self.error(
+                    "a rule in 'rules' needs an 'action' (allow, ask, soft_ask, hard_ask, deny)",
+                    line,
+                    rule_name,
+                )
             action_name = self.string(fields["action"], "action", rule_name)
             action_line = fields["action"].line
         else:
@@ -579,10 +599,14 @@ class _Compiler:
         action = _ACTIONS[action_name]
         if "ask" in fields:
             if action_name != "ask":
-                raise self.error("'ask: soft|hard' is only valid on an ask rule", fields["ask"].line, rule_name)
+                raise self.error(
+                    "'ask: soft|hard' is only valid on an ask rule", fields["ask"].line, rule_name
+                )
             level = fields["ask"].value
             if level not in ("soft", "hard"):
-                raise self.error(f"unknown ask level {level!r} (expected soft or hard)", fields["ask"].line, rule_name)
+                raise self.error(
+                    f"unknown ask level {level!r} (expected soft or hard)", fields["ask"].line, rule_name
+                )
             action = Decision.SOFT_ASK if level == "soft" else Decision.HARD_ASK
         if action is None:
             action = Decision.HARD_ASK  # a plain `ask` means a human must say yes
@@ -614,17 +638,17 @@ class _Compiler:
                 rule_name,
             )
         body = match.group("body")
-        common = dict(
-            action=action,
-            kind=kind,
-            text=text,
-            source=self.source,
-            line=line,
-            agents=agents,
-            cwd_scopes=paths,
-            cwd_globs=cwd_globs,
-            reason=reason,
-        )
+        common = {
+            "action": action,
+            "kind": kind,
+            "text": text,
+            "source": self.source,
+            "line": line,
+            "agents": agents,
+            "cwd_scopes": paths,
+            "cwd_globs": cwd_globs,
+            "reason": reason,
+        }
         if kind == "bash":
             tokens, prefix = self.bash_body(body, line, rule_name)
             return _Rule(tokens=tokens, prefix=prefix, **common)
@@ -644,7 +668,9 @@ class _Compiler:
                 f"path pattern {body!r} must be absolute (start with '/', '~' or '**')", line, rule_name
             )
         if body.startswith("~") and not (body == "~" or body.startswith("~/")):
-            raise self.error(f"path pattern {body!r}: only '~/' (any home directory) is supported", line, rule_name)
+            raise self.error(
+                f"path pattern {body!r}: only '~/' (any home directory) is supported", line, rule_name
+            )
         return _Rule(path_glob=self.path_glob(body, line, rule_name), **common)
 
     def bash_body(self, body: str, line: int | None, rule: str) -> tuple[tuple[str, ...], bool]:
@@ -683,7 +709,9 @@ class _Compiler:
             raise self.error(f"{what!r} must be a list of rules", node.line)
         return [self.rule(item, list_action, agents, paths) for item in node.value]
 
-    def block(self, entries: dict[str, _Node], agents: tuple[str, ...], paths: tuple[str, ...]) -> list[_Rule]:
+    def block(
+        self, entries: dict[str, _Node], agents: tuple[str, ...], paths: tuple[str, ...]
+    ) -> list[_Rule]:
         rules: list[_Rule] = []
         for key in _LIST_KEYS:
             if key in entries:
@@ -698,7 +726,9 @@ class _Compiler:
         for key, value_node in entries.items():
             value = value_node.value
             if isinstance(value, bool) or not isinstance(value, int):
-                raise self.error(f"threshold {key!r} must be an integer 0-100, got {value!r}", value_node.line)
+                raise self.error(
+                    f"threshold {key!r} must be an integer 0-100, got {value!r}", value_node.line
+                )
             if not 0 <= value <= 100:
                 raise self.error(f"threshold {key!r} must be between 0 and 100, got {value}", value_node.line)
             values[key] = value
@@ -710,24 +740,29 @@ class _Compiler:
             )
         return Thresholds(**values)
 
-    def policy(self, root: _Node | None, *, default_name: str, base: "Policy | None") -> "Policy":
+    def policy(self, root: _Node | None, *, default_name: str, base: Policy | None) -> Policy:
         entries = self.mapping(root, "policy", _TOP_KEYS) if root is not None else {}
         if "version" in entries and entries["version"].value not in (1, "1"):
             raise self.error(
-                f"unsupported policy format version {entries['version'].value!r} (expected 1)", entries["version"].line
+                f"unsupported policy format version {entries['version'].value!r} (expected 1)",
+                entries["version"].line,
             )
         name = default_name
         if "name" in entries:
             name = self.string(entries["name"], "name")
             if not _NAME_RE.match(name):
-                raise self.error(f"name {name!r} may only use letters, digits, '.', '_' and '-'", entries["name"].line)
+                raise self.error(
+                    f"name {name!r} may only use letters, digits, '.', '_' and '-'", entries["name"].line
+                )
         if "description" in entries and not isinstance(entries["description"].value, str):
             raise self.error("description must be a string", entries["description"].line)
         inherited: Policy | None = None
         if "extends" in entries:
             extends = entries["extends"].value
             if extends not in ("default", "none"):
-                raise self.error(f"extends must be 'default' or 'none', got {extends!r}", entries["extends"].line)
+                raise self.error(
+                    f"extends must be 'default' or 'none', got {extends!r}", entries["extends"].line
+                )
             inherited = base if extends == "default" else None
         else:
             inherited = base
@@ -823,7 +858,11 @@ class Policy:
         for command in commands:
             candidates = self._restrictive_by_name.get(command.name, ())
             for rule in (*candidates, *self._restrictive_any):
-                if rule not in restrictive and rule.in_scope(agent, cwd) and self._matches_with_wrappers(rule, command):
+                if (
+                    rule not in restrictive
+                    and rule.in_scope(agent, cwd)
+                    and self._matches_with_wrappers(rule, command)
+                ):
                     restrictive[rule] = _command_text(command)
             if self._path_rules["write"] or self._path_rules["read"]:
                 for redirect in command.redirects:
@@ -843,7 +882,10 @@ class Policy:
             return PolicyOutcome(
                 decision=decision,
                 matches=[rule.describe() for rule in ordered],
-                reasons=[_reason(rule, text) for rule, text in sorted(restrictive.items(), key=lambda kv: -kv[0].action.rank)],
+                reasons=[
+                    _reason(rule, text)
+                    for rule, text in sorted(restrictive.items(), key=lambda kv: -kv[0].action.rank)
+                ],
             )
 
         allowed = self._allow_all(parsed, agent, cwd)
@@ -872,7 +914,7 @@ class Policy:
         if not target or target.isdigit() or target == "-":
             return
         operations = []
-        if op in _OUTPUT_REDIRECTS or (op.endswith(">") or op.endswith(">>")) and not op.startswith("<"):
+        if op in _OUTPUT_REDIRECTS or (op.endswith((">", ">>"))) and not op.startswith("<"):
             operations.append("write")
         if op in _INPUT_REDIRECTS:
             operations.append("read")
@@ -884,7 +926,12 @@ class Policy:
         path = _normalise_path(path)
         for operation in operations:
             for rule in self._path_rules[operation]:
-                if rule.action is not Decision.AUTO and rule not in hits and rule.in_scope(agent, cwd) and rule.matches_path(path):
+                if (
+                    rule.action is not Decision.AUTO
+                    and rule not in hits
+                    and rule.in_scope(agent, cwd)
+                    and rule.matches_path(path)
+                ):
                     hits[rule] = f"{op} {target}"
 
     def _allow_all(self, parsed: ParseResult, agent: str | None, cwd: str | None) -> list[_Rule]:
@@ -921,7 +968,9 @@ class Policy:
 
     # -- paths ------------------------------------------------------------------------
 
-    def evaluate_path(self, operation: str, path: str, *, agent: str | None, cwd: str | None = None) -> PolicyOutcome:
+    def evaluate_path(
+        self, operation: str, path: str, *, agent: str | None, cwd: str | None = None
+    ) -> PolicyOutcome:
         """What the path rules (``Read``/``List``/``Write``) say about one file operation.
 
         ``path`` should already be absolute and normalised (``shield.paths`` does that);
@@ -986,7 +1035,9 @@ def load_policy(text: str | bytes, *, source: str = "<policy>") -> Policy:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_POLICY_BYTES:
         raise PolicyError(f"policy larger than {MAX_POLICY_BYTES} bytes", source=source)
     if "\x00" in text:
-        raise PolicyError("policy contains NUL bytes", source=source, line=text[: text.index("\x00")].count("\n") + 1)
+        raise PolicyError(
+            "policy contains NUL bytes", source=source, line=text[: text.index("\x00")].count("\n") + 1
+        )
     root = _parse_toml(text, source) if source.endswith(".toml") else _parse_yaml(text, source)
     return _Compiler(source).policy(root, default_name="org", base=default_policy())
 
