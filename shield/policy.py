@@ -260,7 +260,7 @@ def _has_glob(text: str) -> bool:
     return any(ch in _GLOB_CHARS for ch in text)
 
 
-def _compile_path_glob(pattern: str) -> re.Pattern[str]:
+def compile_path_glob(pattern: str) -> re.Pattern[str]:
     """Compile a path glob: ``**`` spans directories, ``*``/``?``/``[..]`` stay in one
     segment, a leading ``~`` means any home directory, and a pattern without wildcards
     (or ending in ``/``) also matches everything below it."""
@@ -534,7 +534,7 @@ class _Compiler:
 
     def path_glob(self, pattern: str, line: int | None, rule: str | None) -> re.Pattern[str]:
         try:
-            return _compile_path_glob(pattern)
+            return compile_path_glob(pattern)
         except (ValueError, re.error) as exc:
             raise self.error(f"malformed path pattern {pattern!r}: {exc}", line, rule) from None
 
