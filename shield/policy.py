@@ -624,6 +624,8 @@ class _Compiler:
         cwd_globs = tuple(self.path_glob(p, line, rule_name) for p in paths)
 
         match = _PATTERN.match(text)
+        if not match and re.match(r"^[A-Za-z]+\(", text):
+            raise self.error("malformed pattern: missing closing ')'", line, rule_name)
         if not match:
             raise self.error(
                 "malformed pattern: expected Bash(...), Regex(...), Read(...), Write(...), Edit(...) or List(...)",
