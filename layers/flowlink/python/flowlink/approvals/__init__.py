@@ -1,0 +1,1 @@
+"""Human approval of hard_ask commands (Shield level 5): storage, workflow, notifiers."""

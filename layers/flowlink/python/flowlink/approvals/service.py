@@ -1,0 +1,543 @@
+"""Shield level 5 for hard_ask commands: approval requests, human decisions and their outcome.
+
+The life of an approval:
+
+1. ``request`` stores a pending approval and starts a named execution of the approval
+   state machine (statemachines/approval.asl.json).
+2. The machine's callback task invokes ``on_notify`` with its task token: the token is
+   stored here (server-side only) and approvers are notified (Telegram buttons).
+3. Humans decide through ``decide`` (Telegram webhook, REST, MCP ``approve``, CLI). When
+   enough approvals are in, ``SendTaskSuccess`` resumes the machine; one denial sends
+   ``SendTaskFailure``. Every decision is conditional on the approval still pending and
+   the approver not having voted, so double presses, replays and late answers change
+   nothing.
+4. The machine then runs ``dispatch`` (approved: the command goes to the relay with an
+   approval grant) or ``record_outcome`` (denied, timed out, failed: it never runs).
+
+Every step is audited. Errors reaching humans never include the task token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pynamodb.exceptions import DoesNotExist, UpdateError
+
+from flowlink import audit
+from flowlink.approvals.models import (
+    APPROVED,
+    DENIED,
+    FAILED,
+    FINAL_STATES,
+    PENDING,
+    TIMED_OUT,
+    approval_model,
+)
+from flowlink.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from flowlink.relay_protocol import command_sha256
+from flowlink.settings import Settings
+from flowlink.telegram import (
+    TelegramClient,
+    TelegramError,
+    approval_keyboard,
+    format_approval_message,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_SECONDS = 600
+MIN_TIMEOUT_SECONDS = 10
+MAX_TIMEOUT_SECONDS = 24 * 3600
+DECIDING_SCOPES = frozenset({"approver", "admin"})
+# Outcomes the state machine's recorder task reports.
+RECORDABLE_OUTCOMES = {"denied": DENIED, "timed_out": TIMED_OUT, "failed": FAILED}
+
+
+class ApprovalNotFound(NotFound):
+    code = "approval_not_found"
+
+
+class ApprovalClosed(Conflict):
+    """A decision arrived for an approval that is no longer pending (decided or expired)."""
+
+    code = "approval_closed"
+
+
+def _now_iso(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_iso(value: str) -> float:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+
+
+@dataclass(frozen=True)
+class Approver:
+    """Who is deciding: ``identity`` is unique per person/key (``key:<id>``, ``telegram:<id>``)."""
+
+    identity: str
+    display: str
+    channel: str  # "mcp" | "rest" | "cli" | "telegram" | "dashboard"
+
+
+@dataclass(frozen=True)
+class DecisionResult:
+    approval_id: str
+    status: str
+    message: str
+    recorded: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"approval_id": self.approval_id, "status": self.status, "message": self.message, "recorded": self.recorded}
+
+
+@dataclass(frozen=True)
+class OrgApprovalSettings:
+    approvers: list[dict[str, Any]]
+    needed: int
+    timeout_seconds: int
+    channels: list[str]
+
+    @classmethod
+    def from_org(cls, org: Any) -> OrgApprovalSettings:
+        approvers = [dict(a) for a in (getattr(org, "approvers", None) or []) if isinstance(a, dict)]
+        needed = int(getattr(org, "approvals_required", None) or 1)
+        timeout = int(getattr(org, "approval_timeout_seconds", None) or DEFAULT_TIMEOUT_SECONDS)
+        channels = list(getattr(org, "notification_channels", None) or ["telegram", "dashboard"])
+        return cls(approvers, max(1, min(needed, 2)), max(MIN_TIMEOUT_SECONDS, min(timeout, MAX_TIMEOUT_SECONDS)), channels)
+
+    def telegram_ids(self) -> list[int]:
+        ids = []
+        for approver in self.approvers:
+            value = approver.get("telegram_user_id")
+            if isinstance(value, (int, float)) or (isinstance(value, str) and value.lstrip("-").isdigit()):
+                ids.append(int(value))
+        return ids
+
+
+def approver_for_key(auth: Any, channel: str) -> Approver:
+    """The approver behind an API key; an agent key can never decide."""
+    if getattr(auth, "scope", None) not in DECIDING_SCOPES:
+        raise PermissionDenied(
+            "this key is an agent key: agents cannot approve or deny commands. "
+            "Use an approver or admin key (a human's), e.g. from Telegram, the CLI or the dashboard."
+        )
+    return Approver(identity=f"key:{auth.key_id}", display=getattr(auth, "name", None) or auth.key_id, channel=channel)
+
+
+class ApprovalService:
+    """Approval workflow over the approvals table, Step Functions and the notifier channels.
+
+    Clients are injected for tests; otherwise built lazily from boto3's defaults, which
+    honour ``AWS_ENDPOINT_URL`` (moto, LocalStack or AWS).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Any = None,
+        sfn_client: Any = None,
+        telegram: TelegramClient | None = None,
+        dispatcher: Callable[..., dict[str, Any]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.settings = settings
+        self.model = approval_model(settings)
+        self._store = store
+        self._sfn = sfn_client
+        self._telegram = telegram
+        self._dispatcher = dispatcher
+        self._clock = clock
+
+    # -- collaborators, built lazily --------------------------------------------------
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            from flowlink.storage import Store
+
+            self._store = Store(self.settings)
+        return self._store
+
+    @property
+    def sfn(self) -> Any:
+        if self._sfn is None:
+            import boto3
+
+            self._sfn = boto3.client("stepfunctions", region_name=self.settings.region)
+        return self._sfn
+
+    @property
+    def telegram(self) -> TelegramClient | None:
+        if self._telegram is None and self.settings.telegram_bot_token:
+            self._telegram = TelegramClient(self.settings.telegram_api_base, self.settings.telegram_bot_token)
+        return self._telegram
+
+    # -- reading ----------------------------------------------------------------------
+
+    def get(self, org_id: str, approval_id: str) -> Any:
+        """The approval, or ApprovalNotFound — also for another org's approval id."""
+        try:
+            item = self.model.get(approval_id, consistent_read=True)
+        except DoesNotExist:
+            item = None
+        if item is None or item.org_id != org_id:
+            raise ApprovalNotFound(f"no approval {approval_id!r} in this org")
+        return item
+
+    def list(self, org_id: str, *, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        if status is not None and status not in FINAL_STATES | {PENDING}:
+            raise InvalidInput(f"status must be one of {sorted(FINAL_STATES | {PENDING})}")
+        if not 1 <= limit <= 500:
+            raise InvalidInput("limit must be between 1 and 500")
+        condition = self.model.status == status if status else None
+        items = self.model.by_org.query(org_id, filter_condition=condition, scan_index_forward=False)
+        out = []
+        for item in items:
+            out.append(self.public_view(self._expire_if_due(item)))
+            if len(out) >= limit:
+                break
+        if status:
+            out = [a for a in out if a["status"] == status]
+        return out
+
+    def public_view(self, item: Any) -> dict[str, Any]:
+        """What callers may see of an approval: everything but the task token."""
+        return {
+            "approval_id": item.approval_id,
+            "status": item.status,
+            "command_id": item.command_id,
+            "agent": item.agent_name or item.relay_id,
+            "relay_id": item.relay_id,
+            "command": item.command,
+            "score": int(item.score or 0),
+            "reasons": list(item.reasons or []),
+            "needed": int(item.needed or 1),
+            "decisions": list(item.decisions or []),
+            "created_at": item.created_at,
+            "expires_at": item.expires_at,
+            "decided_at": item.decided_at,
+            "dispatched_at": item.dispatched_at,
+            "notify_errors": list(item.notify_errors or []),
+        }
+
+    def _expire_if_due(self, item: Any) -> Any:
+        # The state machine's timeout is authoritative; this only keeps a listing honest
+        # while its recorder task has not run yet. Stored state is not changed here.
+        if item.status == PENDING and _parse_iso(item.expires_at) <= self._clock():
+            item.status = TIMED_OUT
+        return item
+
+    # -- 1. request -------------------------------------------------------------------
+
+    def request(self, *, org: Any, command: Any, verdict: dict[str, Any], requested_by: str | None) -> Any:
+        """Create a pending approval for a stored command record and start the state machine."""
+        if not self.settings.approval_state_machine_arn:
+            from flowlink.errors import ServiceMisconfigured
+
+            raise ServiceMisconfigured("no approval state machine configured (FLOWLINK_APPROVAL_STATE_MACHINE_ARN)")
+        config = OrgApprovalSettings.from_org(org)
+        now = self._clock()
+        approval_id = "apr_" + secrets.token_hex(12)
+        item = self.model(
+            approval_id=approval_id,
+            org_id=command.org_id,
+            created_at=_now_iso(now),
+            command_id=command.command_id,
+            relay_id=command.relay_id,
+            agent_name=getattr(command, "agent_name", None),
+            command=command.command or "",
+            command_sha256=command_sha256(command.command or ""),
+            score=int(verdict.get("score", 0)),
+            reasons=[str(r) for r in verdict.get("reasons", [])][:10],
+            requested_by=requested_by,
+            status=PENDING,
+            needed=config.needed,
+            decisions=[],
+            decided_by=[],
+            seen_updates=[],
+            timeout_seconds=config.timeout_seconds,
+            expires_at=_now_iso(now + config.timeout_seconds),
+            messages=[],
+            notify_errors=[],
+        )
+        item.save(condition=self.model.approval_id.does_not_exist())
+        audit.append_event(
+            command.org_id,
+            "approval.requested",
+            {
+                "approval_id": approval_id,
+                "command_id": command.command_id,
+                "relay_id": command.relay_id,
+                "command_sha256": item.command_sha256,
+                "score": item.score,
+                "needed": config.needed,
+                "expires_at": item.expires_at,
+            },
+            actor={"key_id": requested_by} if requested_by else None,
+        )
+        try:
+            # The execution is named after the approval so a retried request can never
+            # start a second machine for the same approval.
+            started = self.sfn.start_execution(
+                stateMachineArn=self.settings.approval_state_machine_arn,
+                name=approval_id,
+                input=json.dumps(
+                    {"approval_id": approval_id, "org_id": command.org_id, "timeout_seconds": config.timeout_seconds}
+                ),
+            )
+        except ClientError as exc:
+            self._finish(item, FAILED, {"error": "state machine could not start", "code": exc.response["Error"]["Code"]})
+            raise
+        item.update(actions=[self.model.execution_arn.set(started["executionArn"])])
+        return item
+
+    # -- 2. notify (callback task) ----------------------------------------------------
+
+    def on_notify(self, *, approval_id: str, org_id: str, task_token: str) -> dict[str, Any]:
+        """Store the task token and notify approvers. Never raises for a notifier failure:
+        the machine keeps waiting and times out into a denial, and the failure is recorded."""
+        item = self.get(org_id, approval_id)
+        try:
+            item.update(
+                actions=[self.model.task_token.set(task_token)],
+                condition=self.model.status == PENDING,
+            )
+        except UpdateError:
+            # Already decided before the token arrived (a very fast REST decision): this
+            # task is the only one left that can resume the machine.
+            item.refresh(consistent_read=True)
+            self._resume_machine(item, task_token)
+            return {"approval_id": approval_id, "status": item.status}
+        org = self.store.get_org(org_id)
+        config = OrgApprovalSettings.from_org(org)
+        sent, errors = [], []
+        if "telegram" in config.channels and config.telegram_ids():
+            client = self.telegram
+            if client is None:
+                errors.append("telegram: no bot token configured")
+            else:
+                text = format_approval_message(
+                    agent=item.agent_name or item.relay_id,
+                    host=item.hostname,
+                    command=item.command,
+                    score=int(item.score or 0),
+                    reasons=list(item.reasons or []),
+                    expires_at=item.expires_at,
+                    approval_id=approval_id,
+                    needed=int(item.needed or 1),
+                )
+                for chat_id in config.telegram_ids():
+                    try:
+                        message = client.send_message(chat_id, text, reply_markup=approval_keyboard(approval_id))
+                        sent.append({"chat_id": chat_id, "message_id": message.get("message_id")})
+                    except TelegramError as exc:
+                        errors.append(f"telegram chat {chat_id}: {exc}")
+        actions = []
+        if sent:
+            actions.append(self.model.messages.set(sent))
+        if errors:
+            actions.append(self.model.notify_errors.set(errors))
+            logger.warning("approval notification failed", extra={"approval_id": approval_id, "errors": errors})
+        if actions:
+            item.update(actions=actions)
+        audit.append_event(
+            org_id,
+            "approval.notified" if not errors else "approval.notification_failed",
+            {"approval_id": approval_id, "channels": config.channels, "sent": len(sent), "errors": errors},
+        )
+        return {"approval_id": approval_id, "notified": len(sent), "errors": errors}
+
+    # -- 3. decide --------------------------------------------------------------------
+
+    def authorize_telegram_user(self, org_id: str, telegram_user_id: int, username: str | None) -> Approver | None:
+        org = self.store.get_org(org_id)
+        config = OrgApprovalSettings.from_org(org)
+        if telegram_user_id not in config.telegram_ids():
+            return None
+        display = next(
+            (str(a.get("name")) for a in config.approvers if str(a.get("telegram_user_id")) == str(telegram_user_id) and a.get("name")),
+            username or str(telegram_user_id),
+        )
+        return Approver(identity=f"telegram:{telegram_user_id}", display=display, channel="telegram")
+
+    def decide(
+        self,
+        org_id: str,
+        approval_id: str,
+        decision: str,
+        approver: Approver,
+        *,
+        comment: str | None = None,
+        update_id: int | None = None,
+    ) -> DecisionResult:
+        """Record one human decision. Harmless when repeated, replayed or late."""
+        if decision not in ("approve", "deny"):
+            raise InvalidInput("decision must be 'approve' or 'deny'")
+        if comment is not None and len(comment) > 1000:
+            raise InvalidInput("comment longer than 1000 characters")
+        item = self.get(org_id, approval_id)
+        if update_id is not None and update_id in (item.seen_updates or []):
+            return DecisionResult(approval_id, item.status, "this button press was already handled", False)
+        if item.status != PENDING:
+            return DecisionResult(approval_id, item.status, f"approval already {item.status}; nothing changed", False)
+        now = self._clock()
+        if _parse_iso(item.expires_at) <= now:
+            return DecisionResult(approval_id, TIMED_OUT, "approval expired; the command will not run", False)
+        entry = {
+            "approver": approver.display,
+            "identity": approver.identity,
+            "channel": approver.channel,
+            "decision": decision,
+            "at": _now_iso(now),
+        }
+        if comment:
+            entry["comment"] = comment
+        actions = [
+            self.model.decisions.set(self.model.decisions.append([entry])),
+            self.model.decided_by.set(self.model.decided_by.append([approver.identity])),
+        ]
+        if update_id is not None:
+            actions.append(self.model.seen_updates.set(self.model.seen_updates.append([update_id])))
+        try:
+            item.update(
+                actions=actions,
+                condition=(self.model.status == PENDING) & ~self.model.decided_by.contains(approver.identity),
+            )
+        except UpdateError:
+            item.refresh(consistent_read=True)
+            if approver.identity in (item.decided_by or []):
+                return DecisionResult(approval_id, item.status, "you already decided on this approval", False)
+            return DecisionResult(approval_id, item.status, f"approval already {item.status}; nothing changed", False)
+        audit.append_event(
+            org_id,
+            "approval.decided",
+            {"approval_id": approval_id, "decision": decision, "channel": approver.channel, "comment": comment},
+            actor={"approver": approver.display, "identity": approver.identity, "channel": approver.channel},
+        )
+        approvals = sum(1 for d in item.decisions or [] if d.get("decision") == "approve")
+        if decision == "approve" and approvals < int(item.needed or 1):
+            return DecisionResult(
+                approval_id, PENDING, f"approval recorded ({approvals}/{int(item.needed)}); waiting for another approver", True
+            )
+        final = APPROVED if decision == "approve" else DENIED
+        if not self._close(item, final, now):
+            item.refresh(consistent_read=True)
+            return DecisionResult(approval_id, item.status, f"approval already {item.status}; nothing changed", True)
+        if item.task_token:
+            self._resume_machine(item, item.task_token)
+        verb = "approved: the command will run once" if final == APPROVED else "denied: the command will not run"
+        return DecisionResult(approval_id, final, verb, True)
+
+    def _close(self, item: Any, status: str, now: float) -> bool:
+        """Move pending → final exactly once; False if someone else closed it first."""
+        try:
+            item.update(
+                actions=[self.model.status.set(status), self.model.decided_at.set(_now_iso(now))],
+                condition=self.model.status == PENDING,
+            )
+        except UpdateError:
+            return False
+        # Read back so the task token stored concurrently by on_notify is seen.
+        item.refresh(consistent_read=True)
+        return True
+
+    def _resume_machine(self, item: Any, task_token: str) -> None:
+        try:
+            if item.status == APPROVED:
+                self.sfn.send_task_success(
+                    taskToken=task_token,
+                    output=json.dumps({"outcome": "approved", "approvers": [d.get("approver") for d in item.decisions or []]}),
+                )
+            elif item.status in (DENIED, FAILED):
+                self.sfn.send_task_failure(taskToken=task_token, error="ApprovalDenied", cause=f"approval {item.status}")
+        except ClientError as exc:
+            code = exc.response["Error"]["Code"]
+            # InvalidToken / TaskTimedOut: the machine already moved on (timeout); the
+            # command cannot run, which is the safe outcome. Record it, never retry.
+            logger.warning("state machine did not accept the decision", extra={"approval_id": item.approval_id, "code": code})
+            audit.append_event(item.org_id, "approval.resume_rejected", {"approval_id": item.approval_id, "code": code})
+
+    # -- 4. outcome (state machine tasks) ---------------------------------------------
+
+    def dispatch(self, *, approval_id: str, org_id: str) -> dict[str, Any]:
+        """Send an approved command to its relay with an approval grant, at most once."""
+        item = self.get(org_id, approval_id)
+        if item.status != APPROVED:
+            raise Conflict(f"approval {approval_id} is {item.status}, not approved")
+        try:
+            item.update(
+                actions=[self.model.dispatched_at.set(_now_iso(self._clock()))],
+                condition=self.model.dispatched_at.does_not_exist(),
+            )
+        except UpdateError:
+            return {"approval_id": approval_id, "dispatched": False, "reason": "already dispatched"}
+        if self._dispatcher is None:
+            from flowlink.errors import ServiceMisconfigured
+
+            raise ServiceMisconfigured("no command dispatcher configured for approvals")
+        approvers = [d.get("approver") for d in item.decisions or [] if d.get("decision") == "approve"]
+        result = self._dispatcher(
+            org_id=org_id,
+            command_id=item.command_id,
+            approval_id=approval_id,
+            approvers=approvers,
+        )
+        audit.append_event(
+            org_id,
+            "approval.grant_issued",
+            {"approval_id": approval_id, "command_id": item.command_id, "relay_id": item.relay_id, "approvers": approvers},
+        )
+        self._edit_messages(item, f"✅ Approved by {', '.join(a for a in approvers if a)} — dispatched")
+        return {"approval_id": approval_id, "dispatched": True, **(result or {})}
+
+    def record_outcome(self, *, approval_id: str, org_id: str, outcome: str, error: Any = None) -> dict[str, Any]:
+        """Record a denial, timeout or failure reported by the state machine; the command never runs."""
+        status = RECORDABLE_OUTCOMES.get(outcome)
+        if status is None:
+            raise InvalidInput(f"unknown outcome {outcome!r}")
+        item = self.get(org_id, approval_id)
+        if item.status == PENDING:
+            self._close(item, status, self._clock())
+            item.refresh(consistent_read=True)
+        self.store_command_outcome(item, status)
+        details = {"approval_id": approval_id, "command_id": item.command_id, "outcome": item.status}
+        if error is not None:
+            details["error"] = error if isinstance(error, (str, dict)) else str(error)
+        audit.append_event(org_id, f"approval.{item.status}", details)
+        label = {DENIED: "⛔ Denied", TIMED_OUT: "⌛ Timed out — not run", FAILED: "⚠️ Failed — not run"}.get(item.status)
+        if label:
+            who = [d.get("approver") for d in item.decisions or [] if d.get("decision") == "deny"]
+            self._edit_messages(item, label + (f" by {', '.join(who)}" if who else ""))
+        return {"approval_id": approval_id, "status": item.status}
+
+    def store_command_outcome(self, item: Any, status: str) -> None:
+        """Close the waiting command record so agents polling it see why it never ran."""
+        command_status, reason = {
+            DENIED: ("denied", "denied by an approver; not run"),
+            TIMED_OUT: ("timeout", "approval timed out; not run"),
+        }.get(status, ("failed", "approval failed; not run"))
+        self.store.transition_command(item.command_id, ["pending_approval"], command_status, error=reason)
+
+    def _edit_messages(self, item: Any, outcome_line: str) -> None:
+        client = self.telegram
+        if client is None:
+            return
+        for message in item.messages or []:
+            try:
+                client.edit_message_text(
+                    message["chat_id"],
+                    message["message_id"],
+                    f"{outcome_line}\n<code>{item.approval_id}</code>",
+                )
+            except (TelegramError, KeyError, TypeError) as exc:
+                logger.warning("could not edit approval message", extra={"approval_id": item.approval_id, "error": str(exc)})
