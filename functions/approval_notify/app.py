@@ -1,7 +1,6 @@
 """Lambda task of the approval state machine: the callback task: store the task token server-side and notify approvers."""
 
 from aws_lambda_powertools import Logger
-
 from flowlink.approvals.events import parse_task_event
 from flowlink.approvals.runtime import approval_service
 

@@ -24,8 +24,9 @@ import logging
 import traceback
 import uuid
 import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -105,7 +106,7 @@ def install(routes: Mapping[str, str]) -> None:
         )
         try:
             result = handler(payload, context)
-        except Exception as exc:  # a Lambda error, reported the way Lambda reports it
+        except Exception as exc:  # noqa: BLE001 - any handler failure is a Lambda error, reported as Lambda does
             logger.warning("local Lambda %s failed: %s", self.function_name, exc)
             body = {"errorMessage": str(exc), "errorType": type(exc).__name__,
                     "stackTrace": traceback.format_exception(exc)[-3:]}
