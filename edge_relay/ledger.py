@@ -1,0 +1,137 @@
+"""The relay's durable memory: which command ids it has started, their results, the outbox.
+
+This is what makes execution **at most once**: a command id is claimed (committed and
+fsync'd — SQLite ``synchronous=FULL``) *before* its process starts, and a claimed id is
+never executed again, across reconnects, duplicate deliveries and relay restarts.
+
+It is also what makes result delivery **at least once**: a finished command's result is
+written to the outbox in the same transaction as the ledger row, re-sent after every
+reconnect, and dropped only after the retention window (the gateway ignores repeats).
+
+One SQLite file in the state dir, mode 0600, used from the daemon's event-loop thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS commands (
+    command_id  TEXT PRIMARY KEY,
+    claimed_at  REAL NOT NULL,
+    finished_at REAL,
+    result      TEXT
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    command_id TEXT PRIMARY KEY,
+    result     TEXT NOT NULL,
+    queued_at  REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    command_id: str
+    claimed_at: float
+    result: dict[str, Any] | None  # None: started but no outcome recorded
+
+
+class CommandLedger:
+    """Persistent record of claimed command ids, their results and undelivered results."""
+
+    def __init__(self, path: Path, *, clock=time.time):
+        self.path = path
+        self._clock = clock
+        if not path.exists():
+            # Create it 0600 ourselves: sqlite would honour the umask (often world-readable),
+            # and results can contain command output.
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: every commit is fsync'd before it returns, which the at-most-once claim needs.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def claim(self, command_id: str) -> bool:
+        """Durably record that ``command_id`` is about to run.
+
+        Returns True when this call claimed it, False when it was claimed before (by this
+        process or an earlier one): the caller must then not execute it.
+        """
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO commands (command_id, claimed_at) VALUES (?, ?)",
+            (command_id, self._clock()),
+        )
+        return cursor.rowcount == 1
+
+    def get(self, command_id: str) -> LedgerEntry | None:
+        row = self._db.execute(
+            "SELECT command_id, claimed_at, result FROM commands WHERE command_id = ?", (command_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return LedgerEntry(row[0], row[1], json.loads(row[2]) if row[2] is not None else None)
+
+    def record_result(self, command_id: str, result: dict[str, Any]) -> None:
+        """Store the outcome and queue it for delivery, atomically."""
+        payload = json.dumps(result, separators=(",", ":"))
+        now = self._clock()
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute(
+                "INSERT INTO commands (command_id, claimed_at, finished_at, result) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(command_id) DO UPDATE SET finished_at = excluded.finished_at, result = excluded.result",
+                (command_id, now, now, payload),
+            )
+            self._db.execute(
+                "INSERT OR REPLACE INTO outbox (command_id, result, queued_at) VALUES (?, ?, ?)",
+                (command_id, payload, now),
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def queue_result(self, command_id: str, result: dict[str, Any]) -> None:
+        """Queue a result for delivery without touching the ledger (e.g. a refused forgery)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO outbox (command_id, result, queued_at) VALUES (?, ?, ?)",
+            (command_id, json.dumps(result, separators=(",", ":")), self._clock()),
+        )
+
+    def outbox(self) -> list[dict[str, Any]]:
+        """Every queued result, oldest first."""
+        rows = self._db.execute("SELECT result FROM outbox ORDER BY queued_at").fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    def outbox_size(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+
+    def prune_outbox(self, older_than_seconds: float) -> int:
+        """Drop queued results older than the retention window; returns how many."""
+        cursor = self._db.execute(
+            "DELETE FROM outbox WHERE queued_at < ?", (self._clock() - older_than_seconds,)
+        )
+        return cursor.rowcount
+
+    def prune_commands(self, older_than_seconds: float) -> int:
+        """Forget ids claimed long ago.
+
+        Safe only far beyond the envelope lifetime: an envelope older than that is refused
+        as expired before the ledger is even consulted.
+        """
+        cursor = self._db.execute(
+            "DELETE FROM commands WHERE claimed_at < ? AND command_id NOT IN (SELECT command_id FROM outbox)",
+            (self._clock() - older_than_seconds,),
+        )
+        return cursor.rowcount
