@@ -858,7 +858,10 @@ class Policy:
         commands = parsed.commands
 
         for command in commands:
-            candidates = self._restrictive_by_name.get(command.name, ())
+            candidates = list(self._restrictive_by_name.get(command.name, ()))
+            for wrapper in _wrapper_names(command):
+                # `Bash(sudo rm:*)` is indexed under sudo but must see the rm that sudo runs.
+                candidates.extend(self._restrictive_by_name.get(wrapper, ()))
             for rule in (*candidates, *self._restrictive_any):
                 if (
                     rule not in restrictive
@@ -904,8 +907,7 @@ class Policy:
             return True
         # `Bash(sudo rm:*)` should also see the unwrapped `rm` that sudo ran.
         if command.wrappers and len(rule.tokens) > 1:
-            words = [w.split()[0] if w.split() else w for w in command.wrappers]
-            if rule.tokens[0] in words:
+            if rule.tokens[0] in _wrapper_names(command):
                 synthetic = SimpleCommand(name=rule.tokens[0], args=[command.name, *command.args], path=None)
                 return rule.matches_command(synthetic, loose=True)
         return False
@@ -942,9 +944,7 @@ class Policy:
         if not (self._allow_by_name or self._allow_any or self._regex_allow):
             return []
         used: dict[_Rule, None] = {}
-        wrapped_names = {
-            (w.split()[0] if w.split() else w) for command in parsed.commands for w in command.wrappers
-        }
+        wrapped_names = {name for command in parsed.commands for name in _wrapper_names(command)}
         for command in parsed.commands:
             rule = self._allow_rule_for(command, agent, cwd)
             if rule is None:
@@ -1000,6 +1000,16 @@ class Policy:
                 reasons=[_reason(allowed[0], f"{operation} {normal}")],
             )
         return PolicyOutcome()
+
+
+def _wrapper_names(command: SimpleCommand) -> list[str]:
+    """Wrapper labels may carry options (``nice -n 5``) or paths: keep the program name."""
+    names = []
+    for label in command.wrappers:
+        words = label.split()
+        if words:
+            names.append(posixpath.basename(words[0]) or words[0])
+    return names
 
 
 def _command_text(command: SimpleCommand) -> str:
