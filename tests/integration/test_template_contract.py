@@ -1,0 +1,119 @@
+"""`template.yaml` against docs/contracts.md and DESIGN §1: the tables and their keys, the
+functions and their handlers, the HTTP routes, the WebSocket routes and authorizer, and the
+settings every function receives. Pure file reading (no sockets)."""
+
+from __future__ import annotations
+
+import pytest
+from flowlink import settings as settings_module
+from flowlink.local.cfn_template import Stack, load_template
+from flowlink.local.provision import find_template
+
+pytestmark = pytest.mark.unit
+
+TEMPLATE = load_template(find_template())
+RESOURCES = TEMPLATE["Resources"]
+
+# docs/contracts.md §3: name -> (hash key, range key or None, {gsi: (hash, range)})
+CONTRACT_TABLES = {
+    "orgs": (("org_id", "S"), None, {}),
+    "api_keys": (("key_hash", "S"), None, {"by_org": ("org_id", "created_at")}),
+    "agents": (("relay_id", "S"), None, {"by_org": ("org_id", "name")}),
+    "connections": (("connection_id", "S"), None, {}),
+    "commands": (("command_id", "S"), None, {"by_agent": ("agent_key", "created_at"), "by_org": ("org_id", "created_at")}),
+    "enrollments": (("token_hash", "S"), None, {}),
+    "audit": (("org_id", "S"), ("seq", "N"), {}),
+    "approvals": (("approval_id", "S"), None, {"by_org": ("org_id", "created_at")}),
+    "secrets": (("org_id", "S"), ("secret_key", "S"), {}),
+}
+
+
+def _tables() -> dict[str, dict]:
+    stack = Stack(TEMPLATE, stack_name="contract")
+    found = {}
+    for logical_id in stack.resources_of_type("AWS::DynamoDB::Table"):
+        props = stack.properties(logical_id)
+        found[props["TableName"].removeprefix("contract-")] = props
+    return found
+
+
+def test_template_tables_match_contracts_and_settings():
+    tables = _tables()
+    assert set(tables) == set(CONTRACT_TABLES) == set(settings_module.TABLE_NAMES)
+    for name, (hash_key, range_key, gsis) in CONTRACT_TABLES.items():
+        props = tables[name]
+        types = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
+        keys = {k["KeyType"]: k["AttributeName"] for k in props["KeySchema"]}
+        assert (keys["HASH"], types[keys["HASH"]]) == hash_key, name
+        assert ((keys["RANGE"], types[keys["RANGE"]]) if "RANGE" in keys else None) == range_key, name
+        declared = {
+            g["IndexName"]: tuple(k["AttributeName"] for k in g["KeySchema"])
+            for g in props.get("GlobalSecondaryIndexes", [])
+        }
+        assert declared == gsis, name
+        assert props["BillingMode"] == "PAY_PER_REQUEST"
+        assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+
+
+def test_template_audit_table_survives_deletion():
+    audit = RESOURCES["AuditTable"]
+    assert audit["Properties"]["DeletionProtectionEnabled"] is True
+    assert audit["DeletionPolicy"] == "Retain"
+
+
+def test_template_functions_point_at_handler_folders():
+    expected = {
+        "GatewayHttpFunction": "functions/gateway_http/",
+        "WsAuthorizerFunction": "functions/ws_authorizer/",
+        "WsConnectFunction": "functions/ws_connect/",
+        "WsMessageFunction": "functions/ws_message/",
+        "WsDisconnectFunction": "functions/ws_disconnect/",
+        "WitnessPublisherFunction": "functions/witness_publisher/",
+    }
+    for logical_id, code_uri in expected.items():
+        props = RESOURCES[logical_id]["Properties"]
+        assert props["CodeUri"] == code_uri
+        assert props["Handler"] == "app.handler"
+
+
+def test_template_http_api_routes_reach_the_gateway():
+    events = RESOURCES["GatewayHttpFunction"]["Properties"]["Events"]
+    routes = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events.values() if e["Type"] == "HttpApi"}
+    assert routes == {("ANY", "/mcp"), ("ANY", "/api/{proxy+}"), ("POST", "/telegram/webhook"), ("GET", "/")}
+
+
+def test_template_websocket_connect_route_is_authorized():
+    api = RESOURCES["WebSocketApi"]["Properties"]
+    assert api["ProtocolType"] == "WEBSOCKET"
+    assert api["RouteSelectionExpression"] == "$request.body.action"
+    routes = {r["Properties"]["RouteKey"]: r["Properties"] for r in RESOURCES.values() if r["Type"] == "AWS::ApiGatewayV2::Route"}
+    assert set(routes) == {"$connect", "$disconnect", "$default"}
+    assert routes["$connect"]["AuthorizationType"] == "CUSTOM"
+    assert RESOURCES["WsAuthorizer"]["Properties"]["AuthorizerType"] == "REQUEST"
+    for key in ("$disconnect", "$default"):
+        assert routes[key].get("AuthorizationType", "NONE") == "NONE"
+
+
+def test_template_functions_get_the_settings_flowlink_reads():
+    variables = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables[settings_module.ENV_ENVIRONMENT] == "aws"
+    assert variables[settings_module.ENV_TABLE_PREFIX] == {"Ref": "AWS::StackName"}
+    for name in (
+        settings_module.ENV_WS_URL,
+        settings_module.ENV_WS_MANAGEMENT_URL,
+        settings_module.ENV_SIGNING_KEY,
+        settings_module.ENV_WITNESS_BUCKET,
+    ):
+        assert name in variables
+    witness_env = RESOURCES["WitnessPublisherFunction"]["Properties"]["Environment"]["Variables"]
+    assert settings_module.ENV_WITNESS_HMAC_KEY in witness_env
+    # Every variable name the template sets is one flowlink.settings knows (no typos).
+    known = {value for key, value in vars(settings_module).items() if key.startswith("ENV_")}
+    for name in variables:
+        assert name in known or name.startswith("POWERTOOLS_"), name
+
+
+def test_template_outputs_give_clients_their_urls():
+    outputs = TEMPLATE["Outputs"]
+    for name in ("HttpApiUrl", "McpUrl", "WebSocketUrl", "WitnessBucketName", "AuditTableName"):
+        assert name in outputs
