@@ -86,7 +86,12 @@ class CommandJudge:
         agent_name: str | None,
         host: HostFacts,
         policy: Any = None,
+        analyze: Callable[..., Any] | None = None,
+        check_path: Callable[..., Any] | None = None,
     ):
+        """``analyze``/``check_path`` default to ``shield.analyze``/``shield.paths.check_path``,
+        loaded on first use; pass them to judge with another engine (tests, embedding).
+        """
         self.relay_id = relay_id
         self.gateway_key = gateway_key
         self.agent_name = agent_name
@@ -94,10 +99,10 @@ class CommandJudge:
         self.policy = policy
         # Shield's thread-safety is not part of its contract: serialise analyses.
         self._lock = threading.Lock()
-        self._analyze: Callable[..., Any] | None = None
-        self._check_path: Callable[..., Any] | None = None
+        self._analyze: Callable[..., Any] | None = analyze
+        self._check_path: Callable[..., Any] | None = check_path
         self._load_error: str | None = None
-        self._loaded = False
+        self._loaded = analyze is not None
 
     def context(self, cwd: str | None) -> Context:
         return Context(policy=self.policy, agent=self.agent_name, cwd=cwd, host=self.host)
