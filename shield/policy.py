@@ -190,11 +190,18 @@ def _parse_toml(text: str, source: str) -> _Node:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        match = _TOML_LINE.search(str(exc))
-        reason = _TOML_LINE.sub("", str(exc)).replace("()", "").strip(" ()")
-        raise PolicyError(
-            f"TOML syntax error: {reason}", source=source, line=int(match.group(1)) if match else None
-        ) from None
+        message = str(exc)
+        match = _TOML_LINE.search(message)
+        if match:
+            line: int | None = int(match.group(1))
+        elif "end of document" in message:
+            line = max(
+                (i + 1 for i, text_line in enumerate(text.splitlines()) if text_line.strip()), default=1
+            )
+        else:
+            line = None
+        reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", message).strip()
+        raise PolicyError(f"TOML syntax error: {reason}", source=source, line=line) from None
     # tomllib keeps no positions: find each value's line by searching the text, best effort.
     lines = text.splitlines()
 
@@ -555,14 +562,14 @@ class _Compiler:
                 raise self.error("rule pattern must be a non-empty string", node.line)
             rule_name = text
         elif isinstance(node.value, dict):
-            fields = self.mapping(node, "rule", _RULE_KEYS)
-            pattern_keys = [k for k in ("pattern", "match", "regex") if k in fields]
+            pattern_keys = [k for k in ("pattern", "match", "regex") if k in node.value]
             if len(pattern_keys) != 1:
                 raise self.error("a rule needs exactly one of 'pattern', 'match' or 'regex'", node.line)
             key = pattern_keys[0]
-            body = self.string(fields[key], key)
+            body = self.string(node.value[key], key)
             text = f"Regex({body})" if key == "regex" else body
             rule_name = text
+            fields = self.mapping(node, "rule", _RULE_KEYS, rule_name)
         else:
             raise self.error("a rule must be a pattern string or a mapping", node.line)
         line = (
@@ -722,7 +729,7 @@ class _Compiler:
             rules.extend(self.rule_list(entries["rules"], None, agents, paths, "rules"))
         return rules
 
-    def thresholds(self, node: _Node, base: Thresholds) -> Thresholds:
+    def thresholds(self, node: _Node, base: Thresholds, key_line: int | None) -> Thresholds:
         entries = self.mapping(node, "thresholds", set(_THRESHOLD_KEYS))
         values = base.to_dict()
         for key, value_node in entries.items():
@@ -738,7 +745,7 @@ class _Compiler:
             raise self.error(
                 "thresholds must satisfy 0 <= soft_ask <= hard_ask <= deny <= 100, got "
                 f"soft_ask={values['soft_ask']} hard_ask={values['hard_ask']} deny={values['deny']}",
-                node.line,
+                key_line or node.line,
             )
         return Thresholds(**values)
 
@@ -770,7 +777,7 @@ class _Compiler:
             inherited = base
         thresholds = inherited.thresholds if inherited is not None else Thresholds()
         if "thresholds" in entries:
-            thresholds = self.thresholds(entries["thresholds"], thresholds)
+            thresholds = self.thresholds(entries["thresholds"], thresholds, root.key_lines.get("thresholds"))
         rules = list(inherited.rules) if inherited is not None else []
         rules.extend(self.block(entries, (), ()))
         if "scopes" in entries:

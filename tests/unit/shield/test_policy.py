@@ -19,7 +19,9 @@ def run(name: str, *args: str, **fields) -> SimpleCommand:
     return SimpleCommand(name=name, args=list(args), **fields)
 
 
-def parsed(*commands: SimpleCommand, normalized: str | None = None, flags: set[str] | None = None) -> ParseResult:
+def parsed(
+    *commands: SimpleCommand, normalized: str | None = None, flags: set[str] | None = None
+) -> ParseResult:
     text = normalized if normalized is not None else " ; ".join(" ".join(c.argv) for c in commands)
     return ParseResult(source=text, commands=list(commands), normalized=text, flags=flags or set())
 
@@ -241,9 +243,16 @@ def test_policy_regex_allow_must_cover_every_command():
 def test_policy_write_rules_see_output_redirections_and_read_rules_see_input():
     text = "extends: none\nhard_ask: ['Write(/etc/**)']\ndeny: ['Read(~/.ssh/**)']\n"
     assert decide(text, run("echo", "x", redirects=[Redirect(">", "/etc/hosts")])) is Decision.HARD_ASK
-    assert decide(text, run("echo", "x", redirects=[Redirect(">>", "hosts")]), cwd="/etc") is Decision.HARD_ASK
-    assert decide(text, run("curl", "-d@-", "x", redirects=[Redirect("<", "/root/.ssh/id_rsa")])) is Decision.DENY
-    assert decide(text, run("cat", redirects=[Redirect("<<", "/etc/hosts")])) is None  # heredoc body, not a file
+    assert (
+        decide(text, run("echo", "x", redirects=[Redirect(">>", "hosts")]), cwd="/etc") is Decision.HARD_ASK
+    )
+    assert (
+        decide(text, run("curl", "-d@-", "x", redirects=[Redirect("<", "/root/.ssh/id_rsa")]))
+        is Decision.DENY
+    )
+    assert (
+        decide(text, run("cat", redirects=[Redirect("<<", "/etc/hosts")])) is None
+    )  # heredoc body, not a file
     assert decide(text, run("echo", "x", redirects=[Redirect(">", "/tmp/x")])) is None
 
 
@@ -336,7 +345,9 @@ def test_policy_toml_and_yaml_compile_to_the_same_policy():
 
 
 def test_policy_rules_list_form_with_actions():
-    text = "rules:\n  - match: Bash(make deploy:*)\n    action: ask\n    ask: soft\n    reason: deploys notify\n"
+    text = (
+        "rules:\n  - match: Bash(make deploy:*)\n    action: ask\n    ask: soft\n    reason: deploys notify\n"
+    )
     outcome = load_policy(text).evaluate(parsed(run("make", "deploy", "prod")), agent=None, cwd=None)
     assert outcome.decision is Decision.SOFT_ASK
     assert outcome.reasons[0].endswith(": deploys notify")
@@ -424,4 +435,7 @@ def test_default_policy_denies_secrets_and_host_takeover_paths(operation, path):
 
 def test_default_policy_leaves_ordinary_project_files_alone():
     for operation in ("read", "list", "write"):
-        assert default_policy().evaluate_path(operation, "/home/dev/project/src/app.py", agent=None).decision is None
+        assert (
+            default_policy().evaluate_path(operation, "/home/dev/project/src/app.py", agent=None).decision
+            is None
+        )
