@@ -6,12 +6,12 @@ import asyncio
 import time
 
 import pytest
+from flowlink import grants, relay_protocol
 
 from edge_relay.daemon import OUTCOME_UNKNOWN, RelayDaemon
 from edge_relay.identity import RelayIdentity, RelayKeys
 from edge_relay.judge import CommandJudge
 from edge_relay.settings import RelaySettings
-from flowlink import grants, relay_protocol
 from shield.model import Decision, HostFacts, Verdict
 
 pytestmark = pytest.mark.unit
@@ -70,7 +70,13 @@ def daemon(tmp_path, gateway_key):
         host=HostFacts(hostname="test"),
         analyze=shield,
     )
-    relay = RelayDaemon(settings, identity, RelayKeys.generate(), judge=judge, facts={"hostname": "test", "home": str(tmp_path)})
+    relay = RelayDaemon(
+        settings,
+        identity,
+        RelayKeys.generate(),
+        judge=judge,
+        facts={"hostname": "test", "home": str(tmp_path)},
+    )
     relay.shield = shield
     yield relay
     relay.ledger.close()
@@ -206,7 +212,12 @@ def test_hard_ask_with_a_valid_grant_runs(daemon, gateway_key, tmp_path):
         approvers=["alice"],
     )
     claims = _claims(
-        daemon, gateway_key, "echo approved", cwd=str(tmp_path), gateway_verdict={"decision": "hard_ask"}, grant=grant
+        daemon,
+        gateway_key,
+        "echo approved",
+        cwd=str(tmp_path),
+        gateway_verdict={"decision": "hard_ask"},
+        grant=grant,
     )
     result = _perform(daemon, claims)
     assert result["status"] == "completed" and result["stdout"] == "approved\n"
@@ -223,7 +234,12 @@ def test_grant_for_another_command_is_refused(daemon, gateway_key, tmp_path):
         approvers=["alice"],
     )
     claims = _claims(
-        daemon, gateway_key, "echo approved", cwd=str(tmp_path), gateway_verdict={"decision": "hard_ask"}, grant=grant
+        daemon,
+        gateway_key,
+        "echo approved",
+        cwd=str(tmp_path),
+        gateway_verdict={"decision": "hard_ask"},
+        grant=grant,
     )
     assert _perform(daemon, claims)["status"] == "refused"
 
