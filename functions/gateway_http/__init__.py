@@ -1,0 +1,1 @@
+"""Lambda function gateway_http: see app.py."""

@@ -1,0 +1,1 @@
+"""Lambda function ws_authorizer: see app.py."""

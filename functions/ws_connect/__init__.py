@@ -1,0 +1,1 @@
+"""Lambda function ws_connect: see app.py."""

@@ -1,0 +1,1 @@
+"""Lambda function ws_disconnect: see app.py."""

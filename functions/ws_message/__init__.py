@@ -1,0 +1,1 @@
+"""Lambda function ws_message: see app.py."""

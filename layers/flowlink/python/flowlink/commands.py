@@ -1,0 +1,560 @@
+"""The exec service: judge, record, dispatch to a relay and wait for the result.
+
+Implements the exec flow of DESIGN §3 for one call: gateway Shield → command record
+(conditional put; with an idempotency key a retry finds the first record) → signed
+envelope posted to the relay's WebSocket connection → bounded wait by polling the record
+(the relay's result arrives through ``flowlink.relays``). Also the read/list/sysinfo
+operations, history and agent listings. Everything is scoped to the caller's org.
+
+Synchronous by design (boto3/pynamodb): async callers use ``anyio.to_thread.run_sync``.
+Never stores env values beyond the acknowledgement, never writes command output to audit.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import shield
+from flowlink import audit, relay_protocol
+from flowlink.auth import SCOPE_AGENT, AuthContext, require_scope
+from flowlink.errors import (
+    AgentNotFound,
+    AgentOffline,
+    ApprovalRequired,
+    CommandDenied,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PathDenied,
+)
+from flowlink.relays import ConnectionGone, RelayChannel, sign_command_envelope
+from flowlink.settings import Settings
+from flowlink.storage import TERMINAL_STATUSES, Store, utc_now_iso
+
+logger = logging.getLogger(__name__)
+
+MAX_COMMAND_CHARS = 32 * 1024  # the envelope must fit one 128 KB WebSocket frame
+MAX_PATH_CHARS = 4096
+MAX_ENV_ENTRIES = 64
+MAX_ENV_VALUE_CHARS = 8 * 1024
+MAX_IDEMPOTENCY_KEY_CHARS = 128
+MIN_TIMEOUT_SECONDS = 1
+MAX_TIMEOUT_SECONDS = 3600
+DEFAULT_TIMEOUT_SECONDS = 60
+# Grace the gateway waits beyond the command's own timeout for the relay to report.
+RESULT_GRACE_SECONDS = 5
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+APPROVALS_UNAVAILABLE = "requires human approval (approvals not available yet)"
+HISTORY_DEFAULT_LIMIT = 20
+HISTORY_MAX_LIMIT = 100
+# First poll interval, growth factor and cap of the adaptive wait (seconds).
+POLL_FIRST, POLL_FACTOR, POLL_MAX = 0.005, 1.5, 0.25
+
+
+@dataclass
+class ExecRequest:
+    agent: str
+    command: str
+    cwd: str | None = None
+    timeout: float = DEFAULT_TIMEOUT_SECONDS
+    env: dict[str, str] = field(default_factory=dict)
+    idempotency_key: str | None = None
+
+    def validate(self) -> None:
+        """Raises InvalidInput naming the offending field."""
+        validate_agent_ref(self.agent)
+        if not isinstance(self.command, str) or not self.command.strip():
+            raise InvalidInput("command must be a non-empty string")
+        if len(self.command) > MAX_COMMAND_CHARS:
+            raise InvalidInput(f"command is longer than {MAX_COMMAND_CHARS} characters")
+        if "\x00" in self.command:
+            raise InvalidInput("command must not contain NUL bytes")
+        validate_cwd(self.cwd)
+        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)):
+            raise InvalidInput("timeout must be a number of seconds")
+        if not MIN_TIMEOUT_SECONDS <= self.timeout <= MAX_TIMEOUT_SECONDS:
+            raise InvalidInput(
+                f"timeout must be between {MIN_TIMEOUT_SECONDS} and {MAX_TIMEOUT_SECONDS} seconds"
+            )
+        if not isinstance(self.env, dict) or len(self.env) > MAX_ENV_ENTRIES:
+            raise InvalidInput(f"env must be an object of at most {MAX_ENV_ENTRIES} variables")
+        for name, value in self.env.items():
+            if not isinstance(name, str) or not ENV_NAME.match(name):
+                raise InvalidInput(f"env: {name!r} is not a valid variable name")
+            if not isinstance(value, str) or len(value) > MAX_ENV_VALUE_CHARS or "\x00" in value:
+                raise InvalidInput(
+                    f"env: value of {name} must be a string of at most {MAX_ENV_VALUE_CHARS} characters"
+                )
+        if self.idempotency_key is not None and (
+            not isinstance(self.idempotency_key, str)
+            or not 1 <= len(self.idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS
+        ):
+            raise InvalidInput(f"idempotency_key must be 1-{MAX_IDEMPOTENCY_KEY_CHARS} characters")
+
+
+def validate_agent_ref(agent: Any) -> None:
+    if not isinstance(agent, str) or not agent.strip() or len(agent) > 128:
+        raise InvalidInput("agent must be a relay id or name")
+
+
+def validate_cwd(cwd: Any) -> None:
+    if cwd is None:
+        return
+    if not isinstance(cwd, str) or not cwd.startswith("/") or len(cwd) > MAX_PATH_CHARS or "\x00" in cwd:
+        raise InvalidInput(f"cwd must be an absolute path of at most {MAX_PATH_CHARS} characters")
+
+
+def validate_path(path: Any) -> None:
+    if not isinstance(path, str) or not path.startswith("/") or len(path) > MAX_PATH_CHARS or "\x00" in path:
+        raise InvalidInput(f"path must be an absolute path of at most {MAX_PATH_CHARS} characters")
+
+
+def agent_summary(record: Any) -> dict[str, Any]:
+    """The public view of a relay (never its credential hash)."""
+    return {
+        "relay_id": record.relay_id,
+        "name": record.name,
+        "hostname": record.hostname,
+        "status": record.status,
+        "last_seen": record.last_seen,
+        "enrolled_at": record.enrolled_at,
+        "version": record.version,
+    }
+
+
+def _short_verdict(verdict: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not verdict:
+        return None
+    return {
+        "decision": verdict.get("decision"),
+        "score": verdict.get("score"),
+        "reasons": list(verdict.get("reasons") or []),
+    }
+
+
+def combined_verdict(gateway: dict[str, Any] | None, relay: dict[str, Any] | None) -> dict[str, Any]:
+    """Gateway and relay verdicts side by side; the stricter decision wins."""
+    decisions = []
+    for verdict in (gateway, relay):
+        try:
+            decisions.append(shield.Decision((verdict or {}).get("decision")))
+        except ValueError:
+            continue
+    decision = shield.Decision.strictest(*decisions).value if decisions else None
+    return {"decision": decision, "gateway": _short_verdict(gateway), "relay": _short_verdict(relay)}
+
+
+def command_view(record: Any) -> dict[str, Any]:
+    """The public view of a command record (output included; it is the caller's own org)."""
+    return {
+        "command_id": record.command_id,
+        "agent": {"relay_id": record.relay_id, "name": record.agent_name},
+        "op": record.op,
+        "command": record.command,
+        "path": record.path,
+        "cwd": record.cwd,
+        "status": record.status,
+        "exit_code": int(record.exit_code) if record.exit_code is not None else None,
+        "stdout": record.stdout or "",
+        "stderr": record.stderr or "",
+        "duration_ms": int(record.duration_ms) if record.duration_ms is not None else None,
+        "truncated": bool(record.truncated),
+        "error": record.error,
+        "requested_by": record.requested_by,
+        "created_at": record.created_at,
+        "completed_at": record.completed_at,
+        "verdict": combined_verdict(record.gateway_verdict, record.relay_verdict),
+    }
+
+
+class CommandService:
+    """Runs exec/read/list/sysinfo for an authenticated caller, plus the read-only queries."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        channel: RelayChannel,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
+        self.settings = settings
+        self.store = store
+        self.channel = channel
+        self._sleep = sleep
+        self._monotonic = monotonic
+
+    # -- agents -----------------------------------------------------------------------
+
+    def list_agents(self, auth: AuthContext) -> list[dict[str, Any]]:
+        return [agent_summary(r) for r in sorted(self.store.list_agents(auth.org_id), key=lambda r: r.name)]
+
+    def resolve_agent(self, auth: AuthContext, ref: str) -> Any:
+        """The org's relay named by id or name; AgentNotFound lists the org's relays."""
+        validate_agent_ref(ref)
+        ref = ref.strip()
+        if ref.startswith("rly_"):
+            record = self.store.get_agent(auth.org_id, ref)
+            if record is not None:
+                return record
+        matches = self.store.find_agents_by_name(auth.org_id, ref)
+        if len(matches) > 1:
+            online = [m for m in matches if m.status == "online"]
+            if len(online) == 1:
+                return online[0]
+            ids = ", ".join(m.relay_id for m in matches)
+            raise InvalidInput(f"several relays are named {ref!r} ({ids}): use a relay id")
+        if matches:
+            return matches[0]
+        agents = self.list_agents(auth)
+        listing = (
+            ", ".join(f"{a['name']} ({a['relay_id']}, {a['status']})" for a in agents) or "none enrolled"
+        )
+        raise AgentNotFound(
+            f"no agent {ref!r} in this org; available agents: {listing}",
+            extra={
+                "agents": [
+                    {"relay_id": a["relay_id"], "name": a["name"], "status": a["status"]} for a in agents
+                ]
+            },
+        )
+
+    def health(self, auth: AuthContext) -> dict[str, Any]:
+        agents = self.list_agents(auth)
+        return {
+            "gateway": {
+                "status": "ok",
+                "server_time": utc_now_iso(),
+                "environment": self.settings.environment,
+            },
+            "agents": [
+                {
+                    "relay_id": a["relay_id"],
+                    "name": a["name"],
+                    "online": a["status"] == "online",
+                    "last_seen": a["last_seen"],
+                }
+                for a in agents
+            ],
+        }
+
+    # -- exec -------------------------------------------------------------------------
+
+    def exec(self, auth: AuthContext, request: ExecRequest) -> dict[str, Any]:
+        """Judge and run one command; returns the command view (finished or still running).
+
+        Raises InvalidInput, PermissionDenied, AgentNotFound, AgentOffline (record marked
+        failed), CommandDenied (gateway Shield deny, nothing dispatched), ApprovalRequired
+        (hard_ask, nothing dispatched) and Conflict (idempotency key reused for another command).
+        """
+        require_scope(auth, SCOPE_AGENT)
+        request.validate()
+        agent = self.resolve_agent(auth, request.agent)
+        if request.idempotency_key:
+            command_id = relay_protocol.derive_command_id(
+                auth.org_id, agent.relay_id, request.idempotency_key
+            )
+            existing = self.store.get_command(auth.org_id, command_id)
+            if existing is not None:
+                return self._replay(existing, request.command, request.timeout)
+        else:
+            command_id = relay_protocol.new_command_id()
+
+        verdict = shield.analyze(
+            request.command,
+            shield.Context(agent=agent.name, cwd=request.cwd, host=shield.HostFacts(hostname=agent.hostname)),
+        ).to_dict()
+        decision = verdict["decision"]
+        base = self._audit_fields(auth, agent, command_id, request.command, verdict)
+        base.update(cwd=request.cwd, timeout=request.timeout, env_keys=sorted(request.env))
+        record_fields = {
+            "command_id": command_id,
+            "org_id": auth.org_id,
+            "relay_id": agent.relay_id,
+            "agent_key": f"{auth.org_id}#{agent.relay_id}",
+            "agent_name": agent.name,
+            "op": relay_protocol.OP_EXEC,
+            "command": request.command,
+            "cwd": request.cwd,
+            "timeout": request.timeout,
+            "env_keys": sorted(request.env),
+            "idempotency_key": request.idempotency_key,
+            "requested_by": auth.key_id,
+            "requested_by_name": auth.name,
+            "gateway_verdict": verdict,
+            "decision": decision,
+            "created_at": utc_now_iso(),
+        }
+
+        if decision == shield.Decision.DENY.value:
+            reasons = "; ".join(verdict.get("reasons") or ["denied by policy"])
+            if not self._create(record_fields, status="denied", error=f"denied by Shield: {reasons}"):
+                return self._replay(
+                    self.store.get_command(auth.org_id, command_id), request.command, request.timeout
+                )
+            audit.append_event(auth.org_id, "exec.denied", base, actor=auth.actor())
+            raise CommandDenied(
+                f"refused by Shield (score {verdict.get('score')}): {reasons}",
+                extra={"command_id": command_id, "verdict": _short_verdict(verdict)},
+            )
+        if decision == shield.Decision.HARD_ASK.value:
+            if not self._create(record_fields, status="failed", error=APPROVALS_UNAVAILABLE):
+                return self._replay(
+                    self.store.get_command(auth.org_id, command_id), request.command, request.timeout
+                )
+            audit.append_event(
+                auth.org_id, "exec.denied", {**base, "note": APPROVALS_UNAVAILABLE}, actor=auth.actor()
+            )
+            raise ApprovalRequired(
+                f"{APPROVALS_UNAVAILABLE}; Shield reasons: " + "; ".join(verdict.get("reasons") or []),
+                extra={"command_id": command_id, "verdict": _short_verdict(verdict)},
+            )
+
+        record = self._dispatch(auth, agent, record_fields, env=request.env, audit_fields=base)
+        return self.wait(auth.org_id, record, request.timeout)
+
+    def _replay(self, existing: Any, command: str, timeout: float) -> dict[str, Any]:
+        """A retried idempotent call: same command → the first call's outcome; else Conflict."""
+        if existing.op != relay_protocol.OP_EXEC or existing.command != command:
+            raise Conflict("idempotency_key was already used for a different command")
+        if existing.status == "denied":
+            raise CommandDenied(
+                existing.error or "refused by Shield",
+                extra={
+                    "command_id": existing.command_id,
+                    "verdict": _short_verdict(existing.gateway_verdict),
+                },
+            )
+        if existing.status == "failed" and existing.error == APPROVALS_UNAVAILABLE:
+            raise ApprovalRequired(APPROVALS_UNAVAILABLE, extra={"command_id": existing.command_id})
+        return self.wait(existing.org_id, existing, timeout)
+
+    def _audit_fields(
+        self, auth: AuthContext, agent: Any, command_id: str, command: str, verdict: dict[str, Any]
+    ) -> dict[str, Any]:
+        return {
+            "command_id": command_id,
+            "key_id": auth.key_id,
+            "requested_by": auth.name,
+            "relay_id": agent.relay_id,
+            "agent": agent.name,
+            "command": command,
+            "decision": verdict.get("decision"),
+            "verdict": _short_verdict(verdict),
+        }
+
+    def _create(self, fields: dict[str, Any], *, status: str, **extra: Any) -> bool:
+        now = utc_now_iso()
+        final = status in TERMINAL_STATUSES
+        return self.store.create_command(
+            **fields, status=status, updated_at=now, completed_at=now if final else None, **extra
+        )
+
+    def _dispatch(
+        self,
+        auth: AuthContext,
+        agent: Any,
+        fields: dict[str, Any],
+        *,
+        env: dict[str, str],
+        audit_fields: dict,
+    ) -> Any:
+        """Create the record and post its envelope; fail (record and error) when the relay is offline."""
+        kind = "exec" if fields["op"] == relay_protocol.OP_EXEC else fields["op"]
+        if agent.status != "online" or not agent.connection_id:
+            self._fail_offline(auth, agent, fields, audit_fields, kind)
+        # Created directly as "dispatched": if this process dies before posting, the
+        # relay's next sync re-sends it, so a command is never silently lost.
+        if not self._create(
+            fields, status="dispatched", dispatched_at=utc_now_iso(), pending_env=env or None
+        ):
+            existing = self.store.get_command(auth.org_id, fields["command_id"])
+            return existing
+        record = self.store.get_command(auth.org_id, fields["command_id"])
+        envelope = sign_command_envelope(self.settings, record, env=env)
+        try:
+            self.channel.send(
+                agent.connection_id, {"type": relay_protocol.TYPE_COMMAND, "envelope": envelope}
+            )
+        except ConnectionGone:
+            self.store.mark_agent_offline(agent.relay_id, agent.connection_id, utc_now_iso())
+            self.store.transition_command(
+                fields["command_id"],
+                ["dispatched"],
+                "failed",
+                remove=["pending_env"],
+                error="agent offline: its connection closed",
+                completed_at=utc_now_iso(),
+            )
+            if kind == "exec":
+                audit.append_event(
+                    auth.org_id, "exec.failed", {**audit_fields, "error": "agent offline"}, actor=auth.actor()
+                )
+            raise AgentOffline(
+                f"agent {agent.name!r} ({agent.relay_id}) went offline; the command was not delivered",
+                extra={"command_id": fields["command_id"]},
+            )
+        if kind == "exec":
+            audit.append_event(auth.org_id, "exec.dispatched", audit_fields, actor=auth.actor())
+        return record
+
+    def _fail_offline(
+        self, auth: AuthContext, agent: Any, fields: dict, audit_fields: dict, kind: str
+    ) -> None:
+        detail = f"agent {agent.name!r} ({agent.relay_id}) is offline (last seen {agent.last_seen or 'never'}); nothing was queued"
+        self._create(fields, status="failed", error="agent offline")
+        if kind == "exec":
+            audit.append_event(
+                auth.org_id, "exec.failed", {**audit_fields, "error": "agent offline"}, actor=auth.actor()
+            )
+        raise AgentOffline(detail, extra={"command_id": fields["command_id"]})
+
+    def wait(self, org_id: str, record: Any, timeout: float) -> dict[str, Any]:
+        """Poll the record until it is terminal or the bounded wait ends; returns its view."""
+        budget = max(0.0, min(float(timeout) + RESULT_GRACE_SECONDS, self.settings.exec_wait_seconds))
+        deadline = self._monotonic() + budget
+        interval = POLL_FIRST
+        current = record
+        while current.status not in TERMINAL_STATUSES:
+            remaining = deadline - self._monotonic()
+            if remaining <= 0:
+                break
+            self._sleep(min(interval, remaining))
+            interval = min(interval * POLL_FACTOR, POLL_MAX)
+            current = self.store.get_command(org_id, record.command_id) or current
+        view = command_view(current)
+        if current.status not in TERMINAL_STATUSES:
+            view["message"] = (
+                f"still {current.status}; call the history tool with agent={current.relay_id!r} "
+                f"and command_id={current.command_id!r} to get the result"
+            )
+        return view
+
+    # -- read / list / sysinfo --------------------------------------------------------
+
+    def path_operation(self, auth: AuthContext, agent_ref: str, op: str, path: str) -> dict[str, Any]:
+        """``read`` or ``list`` a path on a relay after the path policy allows it.
+
+        Raises PathDenied (policy), AgentNotFound, AgentOffline, InvalidInput.
+        """
+        require_scope(auth, SCOPE_AGENT)
+        if op not in (relay_protocol.OP_READ, relay_protocol.OP_LIST):
+            raise InvalidInput(f"unknown path operation {op!r}")
+        validate_path(path)
+        agent = self.resolve_agent(auth, agent_ref)
+        from shield import paths as shield_paths
+
+        verdict = shield_paths.check_path(
+            op, path, shield.Context(agent=agent.name, host=shield.HostFacts(hostname=agent.hostname))
+        ).to_dict()
+        command_id = relay_protocol.new_command_id()
+        audit_fields = {
+            "command_id": command_id,
+            "key_id": auth.key_id,
+            "requested_by": auth.name,
+            "relay_id": agent.relay_id,
+            "agent": agent.name,
+            "path": path,
+            "decision": verdict.get("decision"),
+            "verdict": _short_verdict(verdict),
+        }
+        audit.append_event(auth.org_id, op, audit_fields, actor=auth.actor())
+        if verdict.get("decision") in (shield.Decision.DENY.value, shield.Decision.HARD_ASK.value):
+            reasons = "; ".join(verdict.get("reasons") or ["path not allowed by policy"])
+            raise PathDenied(f"{op} of {path} refused: {reasons}", extra={"verdict": _short_verdict(verdict)})
+        fields = self._operation_fields(auth, agent, command_id, op, verdict, path=path)
+        record = self._dispatch(auth, agent, fields, env={}, audit_fields=audit_fields)
+        return self.wait(auth.org_id, record, DEFAULT_TIMEOUT_SECONDS)
+
+    def sysinfo(self, auth: AuthContext, agent_ref: str) -> dict[str, Any]:
+        """Host facts of a relay: live from the relay when online, else the last reported ones."""
+        agent = self.resolve_agent(auth, agent_ref)
+        summary = agent_summary(agent)
+        stored = {"agent": summary, "facts": agent.facts or {}, "live": False}
+        if agent.status != "online" or not agent.connection_id or not auth.allows(SCOPE_AGENT):
+            return stored
+        command_id = relay_protocol.new_command_id()
+        verdict = {"decision": shield.Decision.AUTO.value, "score": 0, "reasons": ["host facts query"]}
+        fields = self._operation_fields(auth, agent, command_id, relay_protocol.OP_SYSINFO, verdict)
+        try:
+            record = self._dispatch(auth, agent, fields, env={}, audit_fields={})
+        except AgentOffline:
+            return stored
+        view = self.wait(auth.org_id, record, 10)
+        if view["status"] != "completed":
+            return {**stored, "error": view.get("error") or f"live query {view['status']}"}
+        import json
+
+        try:
+            facts = json.loads(view["stdout"])
+        except ValueError:
+            facts = {"raw": view["stdout"]}
+        return {"agent": summary, "facts": facts, "live": True}
+
+    def _operation_fields(
+        self,
+        auth: AuthContext,
+        agent: Any,
+        command_id: str,
+        op: str,
+        verdict: dict,
+        *,
+        path: str | None = None,
+    ) -> dict[str, Any]:
+        return {
+            "command_id": command_id,
+            "org_id": auth.org_id,
+            "relay_id": agent.relay_id,
+            "agent_key": f"{auth.org_id}#{agent.relay_id}",
+            "agent_name": agent.name,
+            "op": op,
+            "command": "",
+            "path": path,
+            "timeout": DEFAULT_TIMEOUT_SECONDS,
+            "requested_by": auth.key_id,
+            "requested_by_name": auth.name,
+            "gateway_verdict": verdict,
+            "decision": verdict.get("decision"),
+            "created_at": utc_now_iso(),
+        }
+
+    # -- history ----------------------------------------------------------------------
+
+    def history(
+        self,
+        auth: AuthContext,
+        agent_ref: str,
+        *,
+        limit: int = HISTORY_DEFAULT_LIMIT,
+        page_token: str | None = None,
+        command_id: str | None = None,
+    ) -> dict[str, Any]:
+        """A relay's commands, newest first, one page at a time (or one command by id)."""
+        agent = self.resolve_agent(auth, agent_ref)
+        if command_id is not None:
+            record = self.store.get_command(auth.org_id, command_id)
+            if record is None or record.relay_id != agent.relay_id:
+                raise NotFound(f"no command {command_id!r} for agent {agent.name!r}")
+            return {
+                "agent": agent_summary(agent),
+                "commands": [command_view(record)],
+                "next_page_token": None,
+            }
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= HISTORY_MAX_LIMIT:
+            raise InvalidInput(f"limit must be an integer between 1 and {HISTORY_MAX_LIMIT}")
+        if page_token is not None and (not isinstance(page_token, str) or len(page_token) > 2048):
+            raise InvalidInput("page_token is not a valid history page token")
+        items, next_token = self.store.command_history(
+            auth.org_id, agent.relay_id, limit=limit, page_token=page_token
+        )
+        return {
+            "agent": agent_summary(agent),
+            "commands": [command_view(r) for r in items],
+            "next_page_token": next_token,
+        }

@@ -1,0 +1,168 @@
+"""Pure-ASGI guards in front of the gateway: body size, Host/Origin checks and /mcp authentication.
+
+They answer in JSON (``{"error", "detail"}``) before any route or the MCP SDK sees the
+request: a body over ``Settings.max_body_bytes`` → 413; a Host or Origin not allowed
+(DNS-rebinding protection for the MCP endpoint) → 421/403; an /mcp request without a valid
+API key → 401 with ``WWW-Authenticate``. The authenticated caller is put into the ASGI
+scope under ``AUTH_SCOPE_KEY``, where MCP tools read it from the SDK's request context.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlparse
+
+import anyio
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from flowlink.auth import authenticate, extract_presented_key
+from flowlink.errors import AuthenticationFailed, FlowLinkError
+
+AUTH_SCOPE_KEY = "flowlink.auth"
+WWW_AUTHENTICATE = 'Bearer realm="flowlink"'
+
+
+def error_body(error: FlowLinkError) -> bytes:
+    return json.dumps(error.to_dict()).encode("utf-8")
+
+
+def error_headers(error: FlowLinkError) -> dict[str, str]:
+    headers = {"content-type": "application/json"}
+    if isinstance(error, AuthenticationFailed):
+        headers["www-authenticate"] = WWW_AUTHENTICATE
+    return headers
+
+
+async def send_json(
+    send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> None:
+    payload = json.dumps(body).encode("utf-8")
+    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    for name, value in (headers or {}).items():
+        if name.lower() not in ("content-type", "content-length"):
+            raw_headers.append((name.lower().encode(), value.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def send_error(send: Send, error: FlowLinkError) -> None:
+    await send_json(send, error.http_status, error.to_dict(), error_headers(error))
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over ``max_bytes`` with 413, whether declared or streamed."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = {"error": "payload_too_large", "detail": f"request body exceeds {self.max_bytes} bytes"}
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await send_json(send, 413, too_large)
+            return
+        # Read the whole (bounded) body first, then replay it to the app.
+        chunks: deque[Message] = deque()
+        size = 0
+        while True:
+            message = await receive()
+            chunks.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                await send_json(send, 413, too_large)
+                return
+            if not message.get("more_body", False):
+                break
+        body = b"".join(m.get("body", b"") for m in chunks if m["type"] == "http.request")
+        trailing = [m for m in chunks if m["type"] != "http.request"]
+        replay: deque[Message] = deque(
+            [{"type": "http.request", "body": body, "more_body": False}, *trailing]
+        )
+
+        async def replay_receive() -> Message:
+            if replay:
+                return replay.popleft()
+            return await receive()
+
+        await self.app(scope, replay_receive, send)
+
+
+def allowed_hosts_for(settings: Any) -> tuple[set[str], tuple[str, ...]]:
+    """(exact hosts, host suffixes) the MCP endpoint answers to.
+
+    Loopback on any port (local stack, tests), the hosts of the configured public URLs,
+    and API Gateway's ``*.execute-api.<region>.amazonaws.com`` (Lambda behind HTTP API).
+    """
+    exact = {"127.0.0.1", "localhost", "[::1]"}
+    for url in (settings.api_url, settings.ws_url):
+        if url:
+            host = urlparse(url).hostname
+            if host:
+                exact.add(host.lower())
+    suffixes = (f".execute-api.{settings.region}.amazonaws.com",)
+    return exact, suffixes
+
+
+class HostCheckMiddleware:
+    """DNS-rebinding protection for the paths in ``paths``: Host and Origin must be ours."""
+
+    def __init__(self, app: ASGIApp, settings: Any, paths: tuple[str, ...] = ("/mcp",)):
+        self.app = app
+        self.paths = paths
+        self.exact, self.suffixes = allowed_hosts_for(settings)
+
+    def _host_allowed(self, host: str | None) -> bool:
+        if not host:
+            return False
+        name = host.lower()
+        if name.startswith("["):
+            name = name[: name.index("]") + 1] if "]" in name else name
+        else:
+            name = name.rsplit(":", 1)[0] if ":" in name else name
+        return name in self.exact or any(name.endswith(suffix) for suffix in self.suffixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.paths):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if not self._host_allowed(headers.get("host")):
+            await send_json(send, 421, {"error": "invalid_host", "detail": "Host header not allowed"})
+            return
+        origin = headers.get("origin")
+        if origin and not self._host_allowed(urlparse(origin).netloc):
+            await send_json(send, 403, {"error": "invalid_origin", "detail": "Origin not allowed"})
+            return
+        await self.app(scope, receive, send)
+
+
+class McpAuthMiddleware:
+    """Authenticate every /mcp request with an API key and expose the caller to the tools."""
+
+    def __init__(self, app: ASGIApp, get_store: Callable[[], Any], path: str = "/mcp"):
+        self.app = app
+        self.get_store = get_store
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].rstrip("/") != self.path:
+            await self.app(scope, receive, send)
+            return
+        presented = extract_presented_key(Headers(scope=scope))
+        try:
+            auth = await anyio.to_thread.run_sync(authenticate, self.get_store(), presented)
+        except FlowLinkError as exc:
+            await send_error(send, exc)
+            return
+        scope[AUTH_SCOPE_KEY] = auth
+        await self.app(scope, receive, send)

@@ -1,0 +1,100 @@
+"""What every gateway tool shares: the authenticated caller, domain calls off the event loop,
+and the output models of commands and agents.
+
+Domain errors become ``ToolError`` (an ``isError`` tool result whose text is the error's
+detail, e.g. the org's agents for an unknown agent); anything unexpected is left to the
+SDK, which reports a generic failure without internals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
+
+import anyio
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel, Field
+
+from flowlink.auth import AuthContext
+from flowlink.errors import FlowLinkError
+from flowlink.gateway.middleware import AUTH_SCOPE_KEY
+
+T = TypeVar("T")
+
+
+def caller(ctx: Context) -> AuthContext:
+    """The AuthContext McpAuthMiddleware put into this HTTP request's scope."""
+    request = ctx.request_context.request
+    auth = getattr(request, "scope", {}).get(AUTH_SCOPE_KEY) if request is not None else None
+    if not isinstance(auth, AuthContext):
+        # Fail closed: a tool never runs for an unauthenticated request.
+        raise ToolError("unauthenticated request")
+    return auth
+
+
+async def call_domain(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run synchronous domain code in a worker thread; FlowLinkError → ToolError."""
+    try:
+        return await anyio.to_thread.run_sync(partial(function, *args, **kwargs))
+    except FlowLinkError as exc:
+        raise ToolError(f"{exc.code}: {exc.detail}") from exc
+
+
+class VerdictSummary(BaseModel):
+    decision: str | None = None
+    score: float | None = None
+    reasons: list[str] = Field(default_factory=list)
+
+
+class CombinedVerdict(BaseModel):
+    decision: str | None = Field(None, description="the stricter of the gateway and relay decisions")
+    gateway: VerdictSummary | None = None
+    relay: VerdictSummary | None = None
+
+
+class AgentRef(BaseModel):
+    relay_id: str
+    name: str | None = None
+
+
+class CommandResult(BaseModel):
+    command_id: str
+    agent: AgentRef
+    op: str
+    command: str | None = None
+    path: str | None = None
+    cwd: str | None = None
+    status: str = Field(
+        description="dispatched/running (still going), completed, refused, timeout, failed, denied"
+    )
+    exit_code: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    duration_ms: int | None = None
+    truncated: bool = False
+    error: str | None = None
+    requested_by: str | None = None
+    created_at: str | None = None
+    completed_at: str | None = None
+    verdict: CombinedVerdict
+    message: str | None = Field(None, description="how to get the result when the command is still running")
+
+
+class AgentInfo(BaseModel):
+    relay_id: str
+    name: str
+    hostname: str | None = None
+    status: str
+    last_seen: str | None = None
+    enrolled_at: str | None = None
+    version: str | None = None
+
+
+def refused_text(view: dict[str, Any]) -> str:
+    relay = (view.get("verdict") or {}).get("relay") or {}
+    reasons = list(relay.get("reasons") or []) or (
+        [view["error"]] if view.get("error") else ["no reason given"]
+    )
+    return f"refused by the relay (command {view['command_id']}): " + "; ".join(reasons)

@@ -1,0 +1,58 @@
+"""MCP tool ``exec``: run a shell command on an enrolled server, judged by Shield on both ends."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
+from pydantic import Field
+
+from flowlink.commands import DEFAULT_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS, ExecRequest
+from flowlink.mcp_tools.common import CommandResult, call_domain, caller, refused_text
+
+DESCRIPTION = (
+    "Run a shell command on an enrolled server (agent = relay id or name). Shield judges it first: "
+    "a denied command is refused with its reasons and never runs. Waits for the result up to a bounded "
+    "time; if the command is still running, returns its command_id and status 'running' - poll with "
+    "the history tool. Pass idempotency_key to make a retried call return the first call's result."
+)
+
+
+def register(server: MCPServer, runtime) -> None:
+    @server.tool(
+        name="exec",
+        title="Run a command",
+        description=DESCRIPTION,
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
+        ),
+    )
+    async def exec_command(
+        agent: Annotated[str, Field(description="relay id (rly_...) or name", min_length=1, max_length=128)],
+        command: Annotated[str, Field(description="shell command line", min_length=1)],
+        ctx: Context,
+        cwd: Annotated[str | None, Field(description="absolute working directory")] = None,
+        timeout: Annotated[
+            float,
+            Field(description="seconds before the relay kills the command", ge=1, le=MAX_TIMEOUT_SECONDS),
+        ] = DEFAULT_TIMEOUT_SECONDS,
+        env: Annotated[dict[str, str] | None, Field(description="extra environment variables")] = None,
+        idempotency_key: Annotated[
+            str | None, Field(description="same key + same command = same single execution", max_length=128)
+        ] = None,
+    ) -> CommandResult:
+        auth = caller(ctx)
+        request = ExecRequest(
+            agent=agent,
+            command=command,
+            cwd=cwd,
+            timeout=timeout,
+            env=dict(env or {}),
+            idempotency_key=idempotency_key,
+        )
+        view = await call_domain(runtime.commands.exec, auth, request)
+        if view["status"] == "refused":
+            raise ToolError(refused_text(view))
+        return CommandResult.model_validate(view)

@@ -1,0 +1,594 @@
+"""Relay lifecycle on the control plane: enrollment, WebSocket authorization, session messages.
+
+Implements docs/contracts.md §5–6 for the gateway side: one-time enrollment tokens, relay
+credentials (stored as SHA-256 hashes), the ``$connect`` authorizer decision, and the
+``$default`` messages hello / heartbeat / sync / ack / result, answered through the API
+Gateway management API (``RelayChannel``). Results are stored once: the first one wins,
+repeats are acknowledged and ignored. Never logs credentials, tokens or command output.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from flowlink import audit, relay_protocol
+from flowlink.auth import AuthContext, hash_secret
+from flowlink.errors import (
+    EnrollmentTokenInvalid,
+    InvalidInput,
+    RelayAuthenticationFailed,
+    ServiceMisconfigured,
+)
+from flowlink.settings import Settings
+from flowlink.storage import TERMINAL_STATUSES, Store, utc_now_iso
+
+logger = logging.getLogger(__name__)
+
+ENROLLMENT_TOKEN_PREFIX = "flk_enr_"
+RELAY_CREDENTIAL_PREFIX = "flk_rly_"
+RELAY_ID_PREFIX = "rly_"
+ENROLLMENT_TTL_SECONDS = 3600
+# API Gateway closes a WebSocket after 2 hours at most; a connection record older than
+# this is stale even if its $disconnect never arrived.
+CONNECTION_TTL_SECONDS = 3 * 3600
+RELAY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+MAX_FACTS_BYTES = 16 * 1024
+# Output kept per stream in the commands table (items are limited to 400 KB).
+MAX_STORED_OUTPUT_CHARS = 96 * 1024
+# A dispatched command older than the envelope lifetime is no longer re-sent after a
+# reconnect: it fails instead of running long after the caller gave up.
+RESYNC_MAX_AGE_SECONDS = relay_protocol.ENVELOPE_TTL_SECONDS
+
+
+class ConnectionGone(Exception):
+    """The relay's WebSocket is closed (API Gateway GoneException)."""
+
+
+class RelayChannel:
+    """Sends gateway messages to relay connections through the API Gateway management API.
+
+    The boto3 client is built lazily with ``endpoint_url`` = the management API base
+    (``FLOWLINK_WS_MANAGEMENT_URL``, or the URL of the WebSocket API the event came from),
+    so the same code posts to AWS or to the local emulation.
+    """
+
+    def __init__(self, settings: Settings, *, endpoint_url: str | None = None, client: Any = None):
+        self._endpoint_url = endpoint_url or settings.ws_management_url
+        self._region = settings.region
+        self._client = client
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    if not self._endpoint_url:
+                        raise ServiceMisconfigured(
+                            "FLOWLINK_WS_MANAGEMENT_URL is not set: cannot reach relays"
+                        )
+                    self._client = boto3.client(
+                        "apigatewaymanagementapi", endpoint_url=self._endpoint_url, region_name=self._region
+                    )
+        return self._client
+
+    def send(self, connection_id: str, message: dict[str, Any]) -> None:
+        """Post one JSON message; raises ConnectionGone when the socket is closed."""
+        data = json.dumps(message, separators=(",", ":")).encode("utf-8")
+        try:
+            self.client.post_to_connection(ConnectionId=connection_id, Data=data)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("GoneException", "410"):
+                raise ConnectionGone(connection_id) from exc
+            raise
+
+    def close(self, connection_id: str) -> None:
+        try:
+            self.client.delete_connection(ConnectionId=connection_id)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("GoneException", "410"):
+                raise
+
+
+# -- gateway signing key -------------------------------------------------------------------
+
+_signing_key_lock = threading.Lock()
+_signing_keys: dict[tuple[str | None, str | None], Any] = {}
+
+
+def load_signing_key(settings: Settings) -> Any:
+    """The gateway's Ed25519 private key (envelopes), from FLOWLINK_SIGNING_KEY or _FILE.
+
+    In local mode a configured key file that does not exist yet is created (mode 0600), so a
+    fresh `flowlink local up` works; without any setting a local process uses an ephemeral
+    key (relays enrolled against it must re-enroll after a restart). Outside local mode
+    Settings already refuses to start without a key. Raises ServiceMisconfigured for an
+    unreadable or non-Ed25519 key.
+    """
+    cache_key = (settings.signing_key_pem, settings.signing_key_file)
+    with _signing_key_lock:
+        if cache_key in _signing_keys:
+            return _signing_keys[cache_key]
+        try:
+            if settings.signing_key_pem:
+                key = relay_protocol.private_key_from_pem(settings.signing_key_pem)
+            elif settings.signing_key_file:
+                key = _load_or_create_key_file(settings.signing_key_file, create=settings.is_local)
+            elif settings.is_local:
+                logger.warning("no FLOWLINK_SIGNING_KEY(_FILE): using an ephemeral envelope signing key")
+                key = relay_protocol.generate_signing_key()
+            else:
+                raise ServiceMisconfigured("FLOWLINK_SIGNING_KEY is not set")
+        except (ValueError, OSError) as exc:
+            raise ServiceMisconfigured(f"gateway signing key unusable: {exc}") from exc
+        _signing_keys[cache_key] = key
+        return key
+
+
+def _load_or_create_key_file(path: str, *, create: bool) -> Any:
+    import os
+
+    try:
+        with open(path, "rb") as handle:
+            return relay_protocol.private_key_from_pem(handle.read())
+    except FileNotFoundError:
+        if not create:
+            raise
+    key = relay_protocol.generate_signing_key()
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    # O_EXCL: if another process created it meanwhile, use theirs rather than overwrite.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        with open(path, "rb") as handle:
+            return relay_protocol.private_key_from_pem(handle.read())
+    with os.fdopen(fd, "w") as handle:
+        handle.write(relay_protocol.private_key_to_pem(key))
+    return key
+
+
+def gateway_public_key_pem(settings: Settings) -> str:
+    return relay_protocol.public_key_to_pem(load_signing_key(settings))
+
+
+# -- enrollment ----------------------------------------------------------------------------
+
+
+def _epoch_to_iso(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def validate_relay_name(name: Any) -> str:
+    if not isinstance(name, str) or not RELAY_NAME_PATTERN.match(name):
+        raise InvalidInput(
+            "name must be 1-63 characters of letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return name
+
+
+def create_enrollment_token(
+    store: Store, auth: AuthContext, name: str, *, ttl_seconds: int = ENROLLMENT_TTL_SECONDS
+) -> dict[str, Any]:
+    """Mint a one-time enrollment token for a relay called ``name`` in the caller's org."""
+    validate_relay_name(name)
+    token = ENROLLMENT_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires = int(time.time()) + ttl_seconds
+    store.put_enrollment(
+        token_hash=hash_secret(token),
+        org_id=auth.org_id,
+        name=name,
+        created_at=utc_now_iso(),
+        expires_at=expires,
+        created_by=auth.key_id,
+    )
+    return {"token": token, "name": name, "expires_at": _epoch_to_iso(expires)}
+
+
+def _decode_public_key(value: Any, field: str, *, required: bool) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field} must be a base64 string of a 32-byte public key")
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInput(f"{field} is not valid base64") from exc
+    if len(raw) != 32:
+        raise InvalidInput(f"{field} must decode to 32 bytes")
+    return value
+
+
+def enroll_relay(store: Store, settings: Settings, request: dict[str, Any]) -> dict[str, Any]:
+    """Redeem an enrollment token and register a relay (contracts §5 step 2).
+
+    The relay's ``name`` defaults to the name the token was minted for. Raises
+    EnrollmentTokenInvalid (unknown, used or expired token) and InvalidInput.
+    """
+    if not isinstance(request, dict):
+        raise InvalidInput("body must be a JSON object")
+    token = request.get("token")
+    if not isinstance(token, str) or not token.startswith(ENROLLMENT_TOKEN_PREFIX) or len(token) > 256:
+        raise EnrollmentTokenInvalid("enrollment token invalid, used or expired")
+    signing_public_key = _decode_public_key(
+        request.get("signing_public_key"), "signing_public_key", required=True
+    )
+    box_public_key = _decode_public_key(request.get("box_public_key"), "box_public_key", required=False)
+    hostname = request.get("hostname")
+    if hostname is not None and (not isinstance(hostname, str) or len(hostname) > 255):
+        raise InvalidInput("hostname must be a string of at most 255 characters")
+    facts = request.get("facts") or {}
+    if not isinstance(facts, dict) or len(json.dumps(facts)) > MAX_FACTS_BYTES:
+        raise InvalidInput(f"facts must be a JSON object of at most {MAX_FACTS_BYTES} bytes")
+    requested_name = request.get("name")
+    if requested_name is not None:
+        validate_relay_name(requested_name)
+    if not settings.ws_url:
+        raise ServiceMisconfigured("FLOWLINK_WS_URL is not set: relays would not know where to connect")
+    gateway_key = gateway_public_key_pem(settings)
+
+    relay_id = RELAY_ID_PREFIX + secrets.token_hex(12)
+    # Consume first: a token must never enroll two relays, even under concurrent requests.
+    enrollment = store.consume_enrollment(hash_secret(token), int(time.time()), relay_id)
+    if enrollment is None:
+        raise EnrollmentTokenInvalid("enrollment token invalid, used or expired")
+    name = requested_name or enrollment.name
+    credential = RELAY_CREDENTIAL_PREFIX + secrets.token_urlsafe(32)
+    now = utc_now_iso()
+    store.put_agent(
+        relay_id=relay_id,
+        org_id=enrollment.org_id,
+        name=name,
+        hostname=hostname,
+        facts=facts,
+        credential_hash=hash_secret(credential),
+        signing_public_key=signing_public_key,
+        box_public_key=box_public_key,
+        status="offline",
+        enrolled_at=now,
+    )
+    audit.append_event(
+        enrollment.org_id,
+        "relay.enrolled",
+        {
+            "relay_id": relay_id,
+            "name": name,
+            "hostname": hostname,
+            "enrollment_created_by": enrollment.created_by,
+        },
+        actor={"type": "relay", "relay_id": relay_id},
+    )
+    return {
+        "relay_id": relay_id,
+        "org_id": enrollment.org_id,
+        "name": name,
+        "relay_credential": credential,
+        "ws_url": settings.ws_url,
+        "gateway_public_key": gateway_key,
+    }
+
+
+# -- WebSocket session ---------------------------------------------------------------------
+
+
+def authorize_relay(store: Store, relay_id: str | None, credential: str | None) -> dict[str, str]:
+    """The $connect authorizer decision: {org_id, relay_id} or RelayAuthenticationFailed."""
+    if not relay_id or not credential or len(credential) > 256 or len(relay_id) > 64:
+        raise RelayAuthenticationFailed("relay id and credential required")
+    record = store.get_agent_any_org(relay_id)
+    presented = hash_secret(credential)
+    if record is None or not secrets.compare_digest(record.credential_hash, presented):
+        raise RelayAuthenticationFailed("unknown relay or bad credential")
+    return {"org_id": record.org_id, "relay_id": record.relay_id}
+
+
+def connect_relay(store: Store, connection_id: str, relay_id: str, org_id: str) -> None:
+    """$connect: remember the connection and mark the relay online on it."""
+    record = store.get_agent(org_id, relay_id)
+    if record is None:
+        raise RelayAuthenticationFailed("relay no longer enrolled")
+    now = utc_now_iso()
+    store.put_connection(
+        connection_id, relay_id, org_id, now, expires_at=int(time.time()) + CONNECTION_TTL_SECONDS
+    )
+    store.mark_agent_online(record, connection_id, now)
+    audit.append_event(
+        org_id,
+        "relay.connected",
+        {"relay_id": relay_id, "name": record.name, "connection_id": connection_id},
+        actor={"type": "relay", "relay_id": relay_id},
+    )
+
+
+def disconnect_relay(store: Store, connection_id: str) -> None:
+    """$disconnect: forget the connection; the relay goes offline unless it already reconnected."""
+    connection = store.get_connection(connection_id)
+    if connection is None:
+        return
+    went_offline = store.mark_agent_offline(connection.relay_id, connection_id, utc_now_iso())
+    store.delete_connection(connection_id)
+    audit.append_event(
+        connection.org_id,
+        "relay.disconnected",
+        {"relay_id": connection.relay_id, "connection_id": connection_id, "went_offline": went_offline},
+        actor={"type": "relay", "relay_id": connection.relay_id},
+    )
+
+
+def handle_relay_message(
+    store: Store,
+    settings: Settings,
+    channel: RelayChannel,
+    connection_id: str,
+    body: str | bytes | None,
+) -> dict[str, Any] | None:
+    """$default: handle one relay message and answer through ``channel``.
+
+    Returns the answer that was sent (or None), mainly for tests. A malformed message gets
+    an ``error`` answer and changes nothing. Never raises for relay-supplied garbage.
+    """
+    connection = store.get_connection(connection_id)
+    if connection is None:
+        return _answer(channel, connection_id, _error("unknown_connection", "connection is not registered"))
+    try:
+        message = json.loads(body or "")
+    except (ValueError, UnicodeDecodeError):
+        return _answer(channel, connection_id, _error("bad_message", "message is not valid JSON"))
+    if not isinstance(message, dict):
+        return _answer(channel, connection_id, _error("bad_message", "message must be a JSON object"))
+    action = message.get("action")
+    handler = _HANDLERS.get(action) if isinstance(action, str) else None
+    if handler is None:
+        return _answer(channel, connection_id, _error("unknown_action", f"unknown action {action!r}"))
+    try:
+        return handler(store, settings, channel, connection, message)
+    except InvalidInput as exc:
+        return _answer(channel, connection_id, _error("bad_message", exc.detail))
+
+
+def _error(code: str, detail: str) -> dict[str, Any]:
+    return {"type": relay_protocol.TYPE_ERROR, "code": code, "detail": detail}
+
+
+def _answer(channel: RelayChannel, connection_id: str, message: dict[str, Any]) -> dict[str, Any]:
+    try:
+        channel.send(connection_id, message)
+    except ConnectionGone:
+        logger.info("relay connection gone before answer", extra={"connection_id": connection_id})
+    return message
+
+
+def _on_hello(
+    store: Store, settings: Settings, channel: RelayChannel, connection: Any, message: dict
+) -> dict:
+    record = store.get_agent(connection.org_id, connection.relay_id)
+    if record is None:
+        return _answer(channel, connection.connection_id, _error("unknown_relay", "relay no longer enrolled"))
+    presented_key = message.get("signing_public_key")
+    if record.signing_public_key and presented_key != record.signing_public_key:
+        audit.append_event(
+            connection.org_id,
+            "relay.identity_mismatch",
+            {"relay_id": record.relay_id, "connection_id": connection.connection_id},
+            actor={"type": "relay", "relay_id": record.relay_id},
+        )
+        answer = _answer(
+            channel,
+            connection.connection_id,
+            _error("identity_mismatch", "signing key differs from the enrolled one"),
+        )
+        store.mark_agent_offline(record.relay_id, connection.connection_id, utc_now_iso())
+        channel.close(connection.connection_id)
+        return answer
+    facts = message.get("facts")
+    if facts is not None and (not isinstance(facts, dict) or len(json.dumps(facts)) > MAX_FACTS_BYTES):
+        raise InvalidInput(f"facts must be a JSON object of at most {MAX_FACTS_BYTES} bytes")
+    attestation = message.get("attestation")
+    if attestation is not None and not isinstance(attestation, dict):
+        raise InvalidInput("attestation must be an object or null")
+    version = message.get("version")
+    hostname = (facts or {}).get("hostname") if isinstance((facts or {}).get("hostname"), str) else None
+    store.mark_agent_online(
+        record,
+        connection.connection_id,
+        utc_now_iso(),
+        facts=facts,
+        attestation=attestation,
+        version=str(version)[:64] if version is not None else None,
+        hostname=hostname,
+    )
+    return _answer(
+        channel, connection.connection_id, {"type": relay_protocol.TYPE_WELCOME, "server_time": utc_now_iso()}
+    )
+
+
+def _on_heartbeat(
+    store: Store, settings: Settings, channel: RelayChannel, connection: Any, message: dict
+) -> dict:
+    record = store.get_agent(connection.org_id, connection.relay_id)
+    if record is not None:
+        store.touch_agent(record, utc_now_iso())
+    return _answer(
+        channel,
+        connection.connection_id,
+        {"type": relay_protocol.TYPE_HEARTBEAT_ACK, "ts": message.get("ts")},
+    )
+
+
+def _on_sync(store: Store, settings: Settings, channel: RelayChannel, connection: Any, message: dict) -> dict:
+    """Re-send every still-unacknowledged command of this relay, re-signed with a fresh expiry."""
+    resent: list[str] = []
+    cutoff = time.time() - RESYNC_MAX_AGE_SECONDS
+    for record in store.list_pending_commands(connection.org_id, connection.relay_id):
+        created = datetime.strptime(record.created_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        if created.timestamp() < cutoff:
+            store.transition_command(
+                record.command_id,
+                ["dispatched"],
+                "failed",
+                remove=["pending_env"],
+                error="relay did not acknowledge the command in time",
+                completed_at=utc_now_iso(),
+            )
+            continue
+        envelope = sign_command_envelope(settings, record, env=record.pending_env or {})
+        channel.send(connection.connection_id, {"type": relay_protocol.TYPE_COMMAND, "envelope": envelope})
+        resent.append(record.command_id)
+    return {"type": "sync_done", "resent": resent}
+
+
+def sign_command_envelope(settings: Settings, record: Any, *, env: dict[str, str]) -> str:
+    """The signed envelope (contracts §7) for a stored command record."""
+    verdict = record.gateway_verdict or {}
+    return relay_protocol.sign_envelope(
+        load_signing_key(settings),
+        relay_id=record.relay_id,
+        org_id=record.org_id,
+        command_id=record.command_id,
+        op=record.op,
+        command=record.command or "",
+        path=record.path,
+        cwd=record.cwd,
+        timeout=float(record.timeout),
+        env=env,
+        gateway_verdict={
+            "decision": verdict.get("decision"),
+            "score": verdict.get("score"),
+            "reasons": verdict.get("reasons", []),
+        },
+    )
+
+
+def _command_of_connection(store: Store, connection: Any, message: dict) -> Any:
+    command_id = message.get("command_id")
+    if not isinstance(command_id, str) or not command_id:
+        raise InvalidInput("command_id is required")
+    record = store.get_command(connection.org_id, command_id)
+    # Another relay's (or org's) command is treated as unknown: a relay answers only for itself.
+    if record is None or record.relay_id != connection.relay_id:
+        raise InvalidInput(f"unknown command {command_id!r}")
+    return record
+
+
+def _on_ack(store: Store, settings: Settings, channel: RelayChannel, connection: Any, message: dict) -> dict:
+    record = _command_of_connection(store, connection, message)
+    moved = store.transition_command(
+        record.command_id, ["queued", "dispatched"], "running", remove=["pending_env"], acked_at=utc_now_iso()
+    )
+    return {"type": "ack_recorded", "command_id": record.command_id, "changed": moved}
+
+
+def _cap(text: Any) -> tuple[str, bool]:
+    value = text if isinstance(text, str) else ("" if text is None else str(text))
+    if len(value) > MAX_STORED_OUTPUT_CHARS:
+        return value[:MAX_STORED_OUTPUT_CHARS], True
+    return value, False
+
+
+def output_digest(stdout: str, stderr: str) -> dict[str, Any]:
+    """What audit records of output: SHA-256 and lengths, never the text."""
+    return {
+        "stdout_sha256": hashlib.sha256(stdout.encode("utf-8", "surrogatepass")).hexdigest(),
+        "stdout_length": len(stdout),
+        "stderr_sha256": hashlib.sha256(stderr.encode("utf-8", "surrogatepass")).hexdigest(),
+        "stderr_length": len(stderr),
+    }
+
+
+_RESULT_AUDIT_KINDS = {
+    relay_protocol.RESULT_COMPLETED: "exec.completed",
+    relay_protocol.RESULT_REFUSED: "exec.refused_by_relay",
+    relay_protocol.RESULT_TIMEOUT: "exec.failed",
+    relay_protocol.RESULT_FAILED: "exec.failed",
+}
+
+
+def _on_result(
+    store: Store, settings: Settings, channel: RelayChannel, connection: Any, message: dict
+) -> dict:
+    record = _command_of_connection(store, connection, message)
+    status = message.get("status")
+    if status not in relay_protocol.RESULT_STATUSES:
+        raise InvalidInput(f"status must be one of {sorted(relay_protocol.RESULT_STATUSES)}")
+    exit_code = message.get("exit_code")
+    if exit_code is not None and (not isinstance(exit_code, int) or isinstance(exit_code, bool)):
+        raise InvalidInput("exit_code must be an integer or null")
+    duration = message.get("duration_ms")
+    if duration is not None and (
+        not isinstance(duration, (int, float)) or isinstance(duration, bool) or duration < 0
+    ):
+        raise InvalidInput("duration_ms must be a non-negative number")
+    relay_verdict = message.get("relay_verdict")
+    if relay_verdict is not None and not isinstance(relay_verdict, dict):
+        raise InvalidInput("relay_verdict must be an object")
+    raw_stdout = message.get("stdout") if isinstance(message.get("stdout"), str) else ""
+    raw_stderr = message.get("stderr") if isinstance(message.get("stderr"), str) else ""
+    stdout, cut_out = _cap(raw_stdout)
+    stderr, cut_err = _cap(raw_stderr)
+    truncated = bool(message.get("truncated")) or cut_out or cut_err
+    error = message.get("error") if isinstance(message.get("error"), str) else None
+    if error is None and status == relay_protocol.RESULT_REFUSED and relay_verdict:
+        error = "; ".join(str(r) for r in relay_verdict.get("reasons", [])[:10]) or None
+    if record.status in TERMINAL_STATUSES:
+        return {"type": "result_recorded", "command_id": record.command_id, "changed": False}
+    stored = store.transition_command(
+        record.command_id,
+        ["queued", "dispatched", "running"],
+        status,
+        remove=["pending_env"],
+        exit_code=exit_code,
+        stdout=stdout,
+        stderr=stderr,
+        truncated=truncated,
+        duration_ms=int(duration) if duration is not None else None,
+        relay_verdict=relay_verdict,
+        error=error[:2000] if error else None,
+        completed_at=utc_now_iso(),
+    )
+    if stored and record.op == relay_protocol.OP_EXEC:
+        fields = {
+            "command_id": record.command_id,
+            "relay_id": record.relay_id,
+            "agent": record.agent_name,
+            "command": record.command,
+            "status": status,
+            "exit_code": exit_code,
+            "duration_ms": duration,
+            "truncated": truncated,
+            "gateway_decision": (record.gateway_verdict or {}).get("decision"),
+            "relay_decision": (relay_verdict or {}).get("decision"),
+            "relay_reasons": list((relay_verdict or {}).get("reasons", []))[:20],
+            "requested_by": record.requested_by,
+            **output_digest(raw_stdout, raw_stderr),
+        }
+        audit.append_event(
+            record.org_id,
+            _RESULT_AUDIT_KINDS[status],
+            fields,
+            actor={"type": "api_key", "key_id": record.requested_by, "name": record.requested_by_name},
+        )
+    return {"type": "result_recorded", "command_id": record.command_id, "changed": stored}
+
+
+_HANDLERS: dict[str, Callable[..., dict]] = {
+    relay_protocol.ACTION_HELLO: _on_hello,
+    relay_protocol.ACTION_HEARTBEAT: _on_heartbeat,
+    relay_protocol.ACTION_SYNC: _on_sync,
+    relay_protocol.ACTION_ACK: _on_ack,
+    relay_protocol.ACTION_RESULT: _on_result,
+}

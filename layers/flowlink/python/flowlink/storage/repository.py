@@ -1,0 +1,318 @@
+"""Repository functions over the control-plane tables: every read and write the domain needs.
+
+Every query that returns tenant data takes an ``org_id`` and filters by it, so one org
+can never see another's keys, agents or commands (a record of another org is treated as
+absent). Writes that must not race use DynamoDB conditions. Nothing here knows about
+HTTP, MCP or WebSockets, and nothing here logs secrets or command output.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+
+from flowlink.errors import InvalidInput
+from flowlink.settings import Settings
+from flowlink.storage.models import Models, build_models
+
+# Terminal command states: once reached, a record's result never changes again.
+TERMINAL_STATUSES = frozenset({"completed", "refused", "timeout", "failed", "denied"})
+
+
+def utc_now_iso() -> str:
+    """ISO-8601 UTC timestamp with microseconds, as every table stores it."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def _condition_failed(exc: Exception) -> bool:
+    cause = getattr(exc, "cause_response_code", None)
+    return cause == "ConditionalCheckFailedException"
+
+
+class Store:
+    """Typed access to the tables of one stack (``settings.table_prefix``)."""
+
+    def __init__(self, settings: Settings, models: Models | None = None):
+        self.settings = settings
+        self.models = models or build_models(settings)
+
+    # -- orgs -------------------------------------------------------------------------
+
+    def create_org(self, org_id: str, name: str) -> Any:
+        org = self.models.orgs(org_id=org_id, name=name, created_at=utc_now_iso())
+        org.save(condition=self.models.orgs.org_id.does_not_exist())
+        return org
+
+    def get_org(self, org_id: str) -> Any | None:
+        try:
+            return self.models.orgs.get(org_id, consistent_read=True)
+        except DoesNotExist:
+            return None
+
+    def find_org_by_name(self, name: str) -> Any | None:
+        # Orgs are few and this is only used by bootstrap, so a filtered scan is fine.
+        for org in self.models.orgs.scan(self.models.orgs.name == name, consistent_read=True):
+            return org
+        return None
+
+    # -- api keys ---------------------------------------------------------------------
+
+    def put_api_key(self, **fields: Any) -> Any:
+        record = self.models.api_keys(**fields)
+        record.save(condition=self.models.api_keys.key_hash.does_not_exist())
+        return record
+
+    def get_api_key_by_hash(self, key_hash: str) -> Any | None:
+        try:
+            return self.models.api_keys.get(key_hash, consistent_read=True)
+        except DoesNotExist:
+            return None
+
+    def list_api_keys(self, org_id: str) -> list[Any]:
+        return list(self.models.api_keys.by_org.query(org_id, scan_index_forward=False))
+
+    def find_api_key(self, org_id: str, key_id: str) -> Any | None:
+        for record in self.models.api_keys.by_org.query(
+            org_id, filter_condition=self.models.api_keys.key_id == key_id
+        ):
+            return record
+        return None
+
+    def revoke_api_key(self, record: Any, when: str) -> bool:
+        """Mark a key revoked; False if it already was (the first revocation time stays)."""
+        try:
+            record.update(
+                actions=[self.models.api_keys.revoked_at.set(when)],
+                condition=self.models.api_keys.revoked_at.does_not_exist(),
+            )
+            return True
+        except UpdateError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+
+    # -- enrollments ------------------------------------------------------------------
+
+    def put_enrollment(self, **fields: Any) -> Any:
+        record = self.models.enrollments(**fields)
+        record.save(condition=self.models.enrollments.token_hash.does_not_exist())
+        return record
+
+    def consume_enrollment(self, token_hash: str, now_epoch: int, relay_id: str) -> Any | None:
+        """Mark a token used, atomically, and return it; None if unknown, used or expired."""
+        model = self.models.enrollments
+        try:
+            record = model.get(token_hash, consistent_read=True)
+        except DoesNotExist:
+            return None
+        if record.used_at is not None or record.expires_at <= now_epoch:
+            return None
+        try:
+            record.update(
+                actions=[model.used_at.set(utc_now_iso()), model.relay_id.set(relay_id)],
+                condition=model.used_at.does_not_exist() & (model.expires_at > now_epoch),
+            )
+        except UpdateError as exc:
+            if _condition_failed(exc):
+                return None  # a concurrent enrollment won the token
+            raise
+        return record
+
+    # -- agents -----------------------------------------------------------------------
+
+    def put_agent(self, **fields: Any) -> Any:
+        record = self.models.agents(**fields)
+        record.save(condition=self.models.agents.relay_id.does_not_exist())
+        return record
+
+    def get_agent_any_org(self, relay_id: str) -> Any | None:
+        """The relay record whatever its org: only for relay authentication, never for tenants."""
+        try:
+            return self.models.agents.get(relay_id, consistent_read=True)
+        except DoesNotExist:
+            return None
+
+    def get_agent(self, org_id: str, relay_id: str) -> Any | None:
+        record = self.get_agent_any_org(relay_id)
+        if record is None or record.org_id != org_id:
+            return None
+        return record
+
+    def find_agents_by_name(self, org_id: str, name: str) -> list[Any]:
+        return list(self.models.agents.by_org.query(org_id, self.models.agents.name == name))
+
+    def list_agents(self, org_id: str) -> list[Any]:
+        return list(self.models.agents.by_org.query(org_id))
+
+    def mark_agent_online(self, record: Any, connection_id: str, now: str, **facts: Any) -> None:
+        model = self.models.agents
+        actions = [
+            model.status.set("online"),
+            model.connection_id.set(connection_id),
+            model.last_seen.set(now),
+        ]
+        for name, value in facts.items():
+            if value is not None:
+                actions.append(getattr(model, name).set(value))
+        record.update(actions=actions)
+
+    def touch_agent(self, record: Any, now: str) -> None:
+        record.update(actions=[self.models.agents.last_seen.set(now)])
+
+    def mark_agent_offline(self, relay_id: str, connection_id: str | None, now: str) -> bool:
+        """Offline only if ``connection_id`` is still the relay's current one (None: unconditionally).
+
+        A relay that reconnected quickly has a newer connection; the late $disconnect of the
+        old one must not mark it offline.
+        """
+        model = self.models.agents
+        record = model(relay_id=relay_id)
+        condition = model.relay_id.exists()
+        if connection_id is not None:
+            condition = condition & (model.connection_id == connection_id)
+        try:
+            record.update(
+                actions=[model.status.set("offline"), model.connection_id.remove(), model.last_seen.set(now)],
+                condition=condition,
+            )
+            return True
+        except UpdateError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+
+    # -- connections ------------------------------------------------------------------
+
+    def put_connection(
+        self, connection_id: str, relay_id: str, org_id: str, now: str, expires_at: int | None = None
+    ) -> Any:
+        record = self.models.connections(
+            connection_id=connection_id,
+            relay_id=relay_id,
+            org_id=org_id,
+            connected_at=now,
+            expires_at=expires_at,
+        )
+        record.save()
+        return record
+
+    def get_connection(self, connection_id: str) -> Any | None:
+        try:
+            return self.models.connections.get(connection_id, consistent_read=True)
+        except DoesNotExist:
+            return None
+
+    def delete_connection(self, connection_id: str) -> None:
+        self.models.connections(connection_id=connection_id).delete()
+
+    # -- commands ---------------------------------------------------------------------
+
+    def create_command(self, **fields: Any) -> bool:
+        """Create a command record; False if one with that id exists (idempotent retry)."""
+        record = self.models.commands(**fields)
+        try:
+            record.save(condition=self.models.commands.command_id.does_not_exist())
+            return True
+        except PutError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+
+    def get_command_any_org(self, command_id: str) -> Any | None:
+        try:
+            return self.models.commands.get(command_id, consistent_read=True)
+        except DoesNotExist:
+            return None
+
+    def get_command(self, org_id: str, command_id: str) -> Any | None:
+        record = self.get_command_any_org(command_id)
+        if record is None or record.org_id != org_id:
+            return None
+        return record
+
+    def transition_command(
+        self,
+        command_id: str,
+        from_statuses: Iterable[str],
+        to_status: str,
+        *,
+        remove: Iterable[str] = (),
+        **fields: Any,
+    ) -> bool:
+        """Move a command to ``to_status`` only from one of ``from_statuses`` (first writer wins).
+
+        Returns False when the record is in another state, e.g. a repeated result.
+        """
+        model = self.models.commands
+        now = utc_now_iso()
+        actions = [model.status.set(to_status), model.updated_at.set(now)]
+        for name, value in fields.items():
+            if value is not None:
+                actions.append(getattr(model, name).set(value))
+        for name in remove:
+            actions.append(getattr(model, name).remove())
+        allowed = list(from_statuses)
+        condition = model.command_id.exists() & model.status.is_in(*allowed)
+        try:
+            model(command_id=command_id).update(actions=actions, condition=condition)
+            return True
+        except UpdateError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+
+    def list_pending_commands(self, org_id: str, relay_id: str) -> list[Any]:
+        """Commands of a relay sent but not yet acknowledged (status ``dispatched``), oldest first."""
+        model = self.models.commands
+        return list(
+            model.by_agent.query(
+                f"{org_id}#{relay_id}",
+                filter_condition=model.status == "dispatched",
+                scan_index_forward=True,
+            )
+        )
+
+    def command_history(
+        self, org_id: str, relay_id: str, *, limit: int, page_token: str | None
+    ) -> tuple[list[Any], str | None]:
+        """One page of a relay's commands, newest first, and the opaque token of the next page."""
+        model = self.models.commands
+        agent_key = f"{org_id}#{relay_id}"
+        start_key = decode_page_token(page_token, agent_key) if page_token else None
+        result = model.by_agent.query(
+            agent_key, scan_index_forward=False, limit=limit, last_evaluated_key=start_key
+        )
+        items = list(result)
+        next_key = result.last_evaluated_key
+        return items, encode_page_token(next_key) if next_key else None
+
+
+def encode_page_token(last_key: dict[str, Any]) -> str:
+    raw = json.dumps(last_key, sort_keys=True, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(token: str, agent_key: str) -> dict[str, Any]:
+    """Decode a history page token; raises InvalidInput for anything we did not issue for this agent."""
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        key = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, UnicodeError) as exc:
+        raise InvalidInput("page_token is not a valid history page token") from exc
+    if (
+        not isinstance(key, dict)
+        or set(key) != {"command_id", "agent_key", "created_at"}
+        or key.get("agent_key") != {"S": agent_key}
+        or not all(isinstance(v, dict) and isinstance(v.get("S"), str) and len(v) == 1 for v in key.values())
+    ):
+        raise InvalidInput("page_token is not a valid history page token for this agent")
+    return key
