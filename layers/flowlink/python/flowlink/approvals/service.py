@@ -184,12 +184,19 @@ class ApprovalService:
 
     # -- reading ----------------------------------------------------------------------
 
+    def find(self, approval_id: str) -> Any | None:
+        """The approval with this id in any org, or None. Only for channels (the Telegram
+        webhook) that learn the org from the approval itself and then check the presser."""
+        if not isinstance(approval_id, str) or not approval_id.startswith("apr_") or len(approval_id) > 64:
+            return None
+        try:
+            return self.model.get(approval_id, consistent_read=True)
+        except DoesNotExist:
+            return None
+
     def get(self, org_id: str, approval_id: str) -> Any:
         """The approval, or ApprovalNotFound — also for another org's approval id."""
-        try:
-            item = self.model.get(approval_id, consistent_read=True)
-        except DoesNotExist:
-            item = None
+        item = self.find(approval_id)
         if item is None or item.org_id != org_id:
             raise ApprovalNotFound(f"no approval {approval_id!r} in this org")
         return item
@@ -527,6 +534,14 @@ class ApprovalService:
             TIMED_OUT: ("timeout", "approval timed out; not run"),
         }.get(status, ("failed", "approval failed; not run"))
         self.store.transition_command(item.command_id, ["pending_approval"], command_status, error=reason)
+
+    def note_progress(self, approval_id: str, org_id: str) -> None:
+        """Show on the Telegram messages who approved so far while more approvals are needed."""
+        item = self.get(org_id, approval_id)
+        approvers = [d.get("approver") for d in item.decisions or [] if d.get("decision") == "approve"]
+        self._edit_messages(
+            item, f"👍 Approved by {', '.join(approvers)} ({len(approvers)}/{int(item.needed or 1)}) — waiting for another approver"
+        )
 
     def _edit_messages(self, item: Any, outcome_line: str) -> None:
         client = self.telegram
