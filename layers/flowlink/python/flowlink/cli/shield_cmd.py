@@ -164,7 +164,7 @@ def _run_check(args: argparse.Namespace) -> int:
     if args.json:
         payload = verdict.to_dict()
         if args.explain:
-            payload["parse"] = [_command_dict(c) for c in _parse(engine, args.cmd, context).commands]
+            payload["parse"] = [_command_dict(c) for c in _parse(args.cmd, context).commands]
         sys.stdout.write(json.dumps(payload, ensure_ascii=True) + "\n")
     else:
         sys.stdout.write(_render(verdict, args.cmd, engine, context, explain=args.explain))
@@ -177,9 +177,12 @@ def _engine(semantic: bool | None):
     return Shield() if semantic is None else Shield(semantic=semantic)
 
 
-def _parse(engine: Any, cmd: str, context: Context) -> ParseResult:
-    """The parse the engine judged, for --explain."""
-    return engine.parse(cmd, context)
+def _parse(cmd: str, context: Context) -> ParseResult:
+    """The parse the engine judged, for --explain (parsing is deterministic, so re-parsing
+    with the same home and cwd shows exactly what the engine saw)."""
+    from shield.parse import parse
+
+    return parse(cmd, home=context.host.home, cwd=context.cwd)
 
 
 def _check_jsonl(engine: Any, context: Context, stdin, stdout: TextIO) -> int:
@@ -324,7 +327,7 @@ def _command_dict(command) -> dict[str, Any]:
 def _explain(verdict: Verdict, cmd: str, engine: Any, context: Context | None) -> list[str]:
     lines: list[str] = []
     if engine is not None and context is not None:
-        parsed = _parse(engine, cmd, context)
+        parsed = _parse(cmd, context)
         lines.append("  parse (every command that would run):")
         if not parsed.commands:
             lines.append("    (no executable command found)")
