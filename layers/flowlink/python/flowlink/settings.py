@@ -8,9 +8,9 @@ few FlowLink URLs below are configuration too.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Mapping
 
 ENV_ENVIRONMENT = "FLOWLINK_ENV"  # "local" (dev defaults allowed) or "aws"
 ENV_TABLE_PREFIX = "FLOWLINK_TABLE_PREFIX"
@@ -20,6 +20,7 @@ ENV_AWS_ENDPOINT = "AWS_ENDPOINT_URL"
 ENV_WS_MANAGEMENT_URL = "FLOWLINK_WS_MANAGEMENT_URL"  # API Gateway management API base (https://id.execute-api…/stage)
 ENV_WS_URL = "FLOWLINK_WS_URL"  # the URL relays dial (wss://… or ws://127.0.0.1:9080/ws)
 ENV_API_URL = "FLOWLINK_API_URL"  # public base URL of the HTTP API
+ENV_API_KEY = "FLOWLINK_API_KEY"  # the CLI's key for the HTTP API (else .flowlink/local.json)
 ENV_SIGNING_KEY = "FLOWLINK_SIGNING_KEY"  # Ed25519 private key, PEM (envelopes, grants, checkpoints)
 ENV_SIGNING_KEY_FILE = "FLOWLINK_SIGNING_KEY_FILE"
 ENV_WITNESS_BUCKET = "FLOWLINK_WITNESS_BUCKET"
@@ -59,6 +60,7 @@ class Settings:
     ws_management_url: str | None = None
     ws_url: str | None = None
     api_url: str | None = None
+    api_key: str | None = None
     signing_key_pem: str | None = None
     signing_key_file: str | None = None
     witness_bucket: str | None = None
@@ -84,7 +86,7 @@ class Settings:
         return f"{self.table_prefix}-{name}"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``env`` (default ``os.environ``).
 
         Raises SettingsError when a value is malformed, or when a production
@@ -107,6 +109,7 @@ class Settings:
             ws_management_url=env.get(ENV_WS_MANAGEMENT_URL) or None,
             ws_url=env.get(ENV_WS_URL) or None,
             api_url=env.get(ENV_API_URL) or None,
+            api_key=env.get(ENV_API_KEY) or None,
             signing_key_pem=env.get(ENV_SIGNING_KEY) or None,
             signing_key_file=env.get(ENV_SIGNING_KEY_FILE) or None,
             witness_bucket=env.get(ENV_WITNESS_BUCKET) or None,

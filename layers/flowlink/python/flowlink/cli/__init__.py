@@ -18,6 +18,8 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("shield_cmd", "shield"),
     ("local_cmd", "local"),
     ("crypto_cmd", "keygen, encrypt, decrypt"),
+    ("secrets_cmd", "secrets"),
+    ("approvals_cmd", "approve, deny, approvals, telegram"),
 ]
 
 EXIT_USAGE = 2
