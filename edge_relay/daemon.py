@@ -139,6 +139,7 @@ def refused_result(command_id: str, reasons: list[str], judgement: Judgement | N
         stderr="refused by relay: " + "; ".join(reasons),
         relay_verdict=judgement.relay_verdict if judgement else None,
         reasons=reasons,
+        error="; ".join(reasons),
         decision=judgement.decision if judgement else None,
     )
 
@@ -150,6 +151,7 @@ def failed_result(command_id: str, reason: str, judgement: Judgement | None = No
         stderr=reason,
         relay_verdict=judgement.relay_verdict if judgement else None,
         reasons=[reason],
+        error=reason,
     )
 
 
@@ -382,6 +384,8 @@ class RelayDaemon:
                 stderr = (
                     stderr + ("\n" if stderr and not stderr.endswith("\n") else "") + outcome.error
                 ).lstrip("\n")
+        if outcome.error:
+            extra["error"] = outcome.error
         return result_message(
             command_id,
             outcome.status,
@@ -525,7 +529,7 @@ class RelayDaemon:
                     await self._on_command(message)
                 elif kind == rp.TYPE_ERROR:
                     logger.error(
-                        "gateway error code=%s message=%r", message.get("code"), message.get("message")
+                        "gateway error code=%s detail=%r", message.get("code"), message.get("detail")
                     )
                 else:
                     logger.debug("unknown message type=%r ignored", kind)

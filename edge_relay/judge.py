@@ -44,7 +44,8 @@ class Judgement:
 
 def _gateway_decision(claims: dict[str, Any]) -> tuple[Decision | None, list[str]]:
     verdict = claims.get("gateway_verdict")
-    if not isinstance(verdict, dict) or "decision" not in verdict:
+    if not isinstance(verdict, dict) or verdict.get("decision") is None:
+        # No gateway judgement (e.g. sysinfo): the relay's own verdict decides alone.
         return None, []
     reasons = [str(r) for r in verdict.get("reasons") or [] if isinstance(r, (str, int, float))]
     try:

@@ -282,3 +282,34 @@ def test_read_of_an_allowed_file_returns_content(daemon, gateway_key, tmp_path):
     claims = _claims(daemon, gateway_key, "", op="read", path="ok.txt", cwd=str(tmp_path))
     result = _perform(daemon, claims)
     assert (result["status"], result["stdout"], result["encoding"]) == ("completed", "fine", "utf-8")
+
+
+def test_missing_gateway_decision_leaves_the_relay_verdict_alone(daemon, gateway_key, tmp_path):
+    claims = _claims(
+        daemon,
+        gateway_key,
+        "echo alone",
+        cwd=str(tmp_path),
+        gateway_verdict={"decision": None, "reasons": []},
+    )
+    assert _perform(daemon, claims)["status"] == "completed"
+    refused = _claims(
+        daemon,
+        gateway_key,
+        "rm -rf /",
+        command_id="cmd_2",
+        cwd=str(tmp_path),
+        gateway_verdict={"decision": None},
+    )
+    assert _perform(daemon, refused)["status"] == "refused"
+
+
+def test_refusal_results_carry_an_error_line_for_the_gateway(daemon, gateway_key, tmp_path):
+    result = _perform(daemon, _claims(daemon, gateway_key, "rm -rf /", cwd=str(tmp_path)))
+    assert result["error"] == "destroys the filesystem"
+
+
+def test_sysinfo_runs_without_a_gateway_verdict(daemon, gateway_key):
+    claims = _claims(daemon, gateway_key, "", op="sysinfo", gateway_verdict={})
+    result = _perform(daemon, claims)
+    assert result["status"] == "completed" and '"hostname": "test"' in result["stdout"]
