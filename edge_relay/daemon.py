@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import time
 import urllib.parse
 from collections import Counter
@@ -283,8 +284,8 @@ class RelayDaemon:
         known = self._known_outcome(command_id)
         if known is not None:
             return known
-        if not self.ledger.claim(command_id):
-            return self._known_outcome(command_id) or Admission("ignore", command_id)
+        # False here means an unstarted claim from an earlier run (see _known_outcome).
+        self.ledger.claim(command_id)
         return Admission("run", command_id, claims=claims)
 
     def _known_outcome(self, command_id: str) -> Admission | None:
@@ -293,6 +294,11 @@ class RelayDaemon:
             return Admission("ignore", command_id)
         entry = self.ledger.get(command_id)
         if entry is None:
+            return None
+        if entry.result is None and entry.started_at is None:
+            # Claimed by an earlier run of the relay that stopped before starting anything:
+            # provably never executed, so it may be judged and run now.
+            logger.info("claimed but never started before restart, admitting command_id=%s", command_id)
             return None
         if entry.result is not None:
             logger.info("repeated command id, re-sending stored result command_id=%s", command_id)
@@ -348,11 +354,15 @@ class RelayDaemon:
             return refused_result(command_id, judgement.reasons, judgement)
 
         extra: dict[str, Any] = {"decision": judgement.decision}
+        env: dict[str, str] = {}
         if op == rp.OP_EXEC:
             try:
                 env = build_environment(claims.get("env") if isinstance(claims.get("env"), dict) else {})
             except InvalidEnvironmentError as exc:
                 return refused_result(command_id, [str(exc)], judgement)
+        # The point of no return: durably marked before anything runs.
+        self.ledger.mark_started(command_id)
+        if op == rp.OP_EXEC:
             run = functools.partial(
                 self.runner.run_shell,
                 str(claims.get("command", "")),
@@ -410,7 +420,11 @@ class RelayDaemon:
         if not result.get("duration_ms"):
             result["duration_ms"] = int((time.monotonic() - started) * 1000)
         # Stored before the in-flight mark goes, so a duplicate in between sees the result.
-        self.ledger.record_result(command_id, result)
+        try:
+            self.ledger.record_result(command_id, result)
+        except sqlite3.Error:
+            # Disk full or similar: the id stays claimed (never re-run); deliver the result anyway.
+            logger.exception("could not store result command_id=%s", command_id)
         self._in_flight.discard(command_id)
         self.results[result["status"]] += 1
         logger.info(
@@ -427,7 +441,12 @@ class RelayDaemon:
             # Not claimed, so the gateway re-sends it on the next session's sync.
             logger.info("shutting down, command not accepted")
             return
-        admission = self.admit(message)
+        try:
+            admission = self.admit(message)
+        except sqlite3.Error:
+            # Without a durable claim nothing may run; the gateway re-sends it on the next sync.
+            logger.exception("ledger unavailable, command not accepted")
+            return
         if admission.action == "reply" and admission.result is not None:
             await self._send(admission.result)
         elif admission.action == "ignore" and admission.command_id in self._in_flight:

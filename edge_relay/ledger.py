@@ -1,8 +1,9 @@
 """The relay's durable memory: which command ids it has started, their results, the outbox.
 
-This is what makes execution **at most once**: a command id is claimed (committed and
-fsync'd — SQLite ``synchronous=FULL``) *before* its process starts, and a claimed id is
-never executed again, across reconnects, duplicate deliveries and relay restarts.
+This is what makes execution **at most once**: a command id is claimed when it arrives and
+marked started (each committed and fsync'd — SQLite ``synchronous=FULL``) *before* its
+process starts; an id marked started is never executed again, across reconnects,
+duplicate deliveries and relay restarts.
 
 It is also what makes result delivery **at least once**: a finished command's result is
 written to the outbox in the same transaction as the ledger row, re-sent after every
@@ -25,6 +26,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS commands (
     command_id  TEXT PRIMARY KEY,
     claimed_at  REAL NOT NULL,
+    started_at  REAL,
     finished_at REAL,
     result      TEXT
 );
@@ -40,7 +42,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 class LedgerEntry:
     command_id: str
     claimed_at: float
-    result: dict[str, Any] | None  # None: started but no outcome recorded
+    started_at: float | None  # None: claimed, but nothing was ever started
+    result: dict[str, Any] | None  # None: no outcome recorded
 
 
 class CommandLedger:
@@ -76,11 +79,23 @@ class CommandLedger:
 
     def get(self, command_id: str) -> LedgerEntry | None:
         row = self._db.execute(
-            "SELECT command_id, claimed_at, result FROM commands WHERE command_id = ?", (command_id,)
+            "SELECT command_id, claimed_at, started_at, result FROM commands WHERE command_id = ?",
+            (command_id,),
         ).fetchone()
         if row is None:
             return None
-        return LedgerEntry(row[0], row[1], json.loads(row[2]) if row[2] is not None else None)
+        return LedgerEntry(row[0], row[1], row[2], json.loads(row[3]) if row[3] is not None else None)
+
+    def mark_started(self, command_id: str) -> None:
+        """Durably record that the command's process (or native op) is about to start.
+
+        Called after judgement, immediately before execution: an id claimed but never
+        marked started provably never ran, so it may be judged and run after a restart.
+        """
+        self._db.execute(
+            "UPDATE commands SET started_at = ? WHERE command_id = ? AND started_at IS NULL",
+            (self._clock(), command_id),
+        )
 
     def record_result(self, command_id: str, result: dict[str, Any]) -> None:
         """Store the outcome and queue it for delivery, atomically."""

@@ -138,7 +138,8 @@ def test_admission_never_runs_a_replayed_id_and_resends_its_result(daemon, gatew
 
 
 def test_admission_after_restart_reports_unknown_outcome_instead_of_rerunning(daemon, gateway_key):
-    daemon.ledger.claim("cmd_1")  # claimed by an earlier process that died mid-command
+    daemon.ledger.claim("cmd_1")  # an earlier process started it and died mid-command
+    daemon.ledger.mark_started("cmd_1")
     replay = daemon.admit({"envelope": envelope(gateway_key)})
     assert replay.action == "reply"
     assert replay.result["status"] == "failed"
@@ -313,3 +314,20 @@ def test_sysinfo_runs_without_a_gateway_verdict(daemon, gateway_key):
     claims = _claims(daemon, gateway_key, "", op="sysinfo", gateway_verdict={})
     result = _perform(daemon, claims)
     assert result["status"] == "completed" and '"hostname": "test"' in result["stdout"]
+
+
+def test_admission_reruns_an_id_claimed_but_never_started_before_a_restart(daemon, gateway_key):
+    daemon.ledger.claim("cmd_1")  # the earlier process died before judging finished
+    assert daemon.admit({"envelope": envelope(gateway_key)}).action == "run"
+
+
+def test_perform_marks_the_command_started_before_running_it(daemon, gateway_key, tmp_path):
+    claims = _claims(daemon, gateway_key, "echo hi", cwd=str(tmp_path))
+    assert daemon.ledger.get("cmd_1").started_at is None
+    _perform(daemon, claims)
+    assert daemon.ledger.get("cmd_1").started_at is not None
+
+
+def test_refused_commands_are_never_marked_started(daemon, gateway_key, tmp_path):
+    _perform(daemon, _claims(daemon, gateway_key, "rm -rf /", cwd=str(tmp_path)))
+    assert daemon.ledger.get("cmd_1").started_at is None

@@ -75,3 +75,13 @@ def test_ledger_file_is_private(tmp_path):
     path = tmp_path / "ledger.sqlite3"
     CommandLedger(path).claim("cmd_1")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_ledger_mark_started_is_durable(tmp_path):
+    path = tmp_path / "ledger.sqlite3"
+    ledger = CommandLedger(path)
+    ledger.claim("cmd_1")
+    assert ledger.get("cmd_1").started_at is None
+    ledger.mark_started("cmd_1")
+    ledger.close()
+    assert CommandLedger(path).get("cmd_1").started_at is not None
