@@ -1,9 +1,9 @@
 """The relay's durable memory: which command ids it has started, their results, the outbox.
 
 This is what makes execution **at most once**: a command id is claimed when it arrives and
-marked started (each committed and fsync'd — SQLite ``synchronous=FULL``) *before* its
+marked started — committed and fsync'd, SQLite ``synchronous=FULL`` — *before* its
 process starts; an id marked started is never executed again, across reconnects,
-duplicate deliveries and relay restarts.
+duplicate deliveries, relay crashes and power loss.
 
 It is also what makes result delivery **at least once**: a finished command's result is
 written to the outbox in the same transaction as the ledger row, re-sent after every
@@ -58,19 +58,30 @@ class CommandLedger:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: every commit is fsync'd before it returns, which the at-most-once claim needs.
-        self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._durable: bool | None = None
+
+    def _sync(self, durable: bool) -> None:
+        """FULL: the commit is fsync'd before it returns (survives power loss); NORMAL (WAL):
+        written to the OS, survives a relay crash, fsync'd at the next FULL commit.
+
+        Only the start mark must survive power loss for at-most-once; the rest trades that
+        for latency (a lost claim means "never started"; a lost result means "outcome unknown").
+        """
+        if self._durable is not durable:
+            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._durable = durable
 
     def close(self) -> None:
         self._db.close()
 
     def claim(self, command_id: str) -> bool:
-        """Durably record that ``command_id`` is about to run.
+        """Record that ``command_id`` arrived and is being judged (not yet started).
 
         Returns True when this call claimed it, False when it was claimed before (by this
         process or an earlier one): the caller must then not execute it.
         """
+        self._sync(durable=False)
         cursor = self._db.execute(
             "INSERT OR IGNORE INTO commands (command_id, claimed_at) VALUES (?, ?)",
             (command_id, self._clock()),
@@ -92,6 +103,7 @@ class CommandLedger:
         Called after judgement, immediately before execution: an id claimed but never
         marked started provably never ran, so it may be judged and run after a restart.
         """
+        self._sync(durable=True)
         self._db.execute(
             "UPDATE commands SET started_at = ? WHERE command_id = ? AND started_at IS NULL",
             (self._clock(), command_id),
@@ -101,6 +113,7 @@ class CommandLedger:
         """Store the outcome and queue it for delivery, atomically."""
         payload = json.dumps(result, separators=(",", ":"))
         now = self._clock()
+        self._sync(durable=False)
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.execute(
