@@ -53,6 +53,7 @@ PATH_OPERATIONS = ("read", "list", "write")
 # or an attack on the loader (YAML alias bombs expand to far more nodes than bytes).
 MAX_POLICY_BYTES = 1024 * 1024
 MAX_POLICY_NODES = 200_000
+MAX_POLICY_DEPTH = 32  # real policies nest 4 levels; deeper input only attacks the recursion
 # Python's `re` has no timeout: cap how much text one regex rule scans so a
 # pathological org regex cannot stall the engine on a huge command. Oversized input
 # is flagged `too_large` by the parser and never reaches `auto` anyway.
@@ -140,13 +141,15 @@ class _YamlTree:
         self.visited = 0
         self.constructor = yaml.constructor.SafeConstructor()
 
-    def convert(self, node: yaml.Node) -> _Node:
+    def convert(self, node: yaml.Node, depth: int = 0) -> _Node:
         self.visited += 1
         line = node.start_mark.line + 1
         if self.visited > MAX_POLICY_NODES:
             raise PolicyError(
                 "policy too large (too many YAML nodes; alias expansion?)", source=self.source, line=line
             )
+        if depth > MAX_POLICY_DEPTH:
+            raise PolicyError("policy nested too deeply", source=self.source, line=line)
         if isinstance(node, yaml.MappingNode):
             mapping: dict[str, _Node] = {}
             key_lines: dict[str, int | None] = {}
@@ -157,11 +160,11 @@ class _YamlTree:
                 key = str(self.constructor.construct_object(key_node))
                 if key in mapping:
                     raise PolicyError(f"duplicate key {key!r}", source=self.source, line=key_line)
-                mapping[key] = self.convert(value_node)
+                mapping[key] = self.convert(value_node, depth + 1)
                 key_lines[key] = key_line
             return _Node(mapping, line, key_lines)
         if isinstance(node, yaml.SequenceNode):
-            return _Node([self.convert(item) for item in node.value], line)
+            return _Node([self.convert(item, depth + 1) for item in node.value], line)
         try:
             return _Node(self.constructor.construct_object(node), line)
         except yaml.YAMLError as exc:
@@ -171,6 +174,8 @@ class _YamlTree:
 def _parse_yaml(text: str, source: str) -> _Node | None:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise PolicyError("policy nested too deeply", source=source) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -189,6 +194,8 @@ _TOML_LINE = re.compile(r"at line (\d+)")
 def _parse_toml(text: str, source: str) -> _Node:
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise PolicyError("policy nested too deeply", source=source) from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         match = _TOML_LINE.search(message)
@@ -214,17 +221,19 @@ def _parse_toml(text: str, source: str) -> _Node:
                 return index + 1
         return None
 
-    def convert(value: Any, hint: int) -> _Node:
+    def convert(value: Any, hint: int, depth: int = 0) -> _Node:
+        if depth > MAX_POLICY_DEPTH:
+            raise PolicyError("policy nested too deeply", source=source, line=hint)
         if isinstance(value, dict):
             mapping: dict[str, _Node] = {}
             key_lines: dict[str, int | None] = {}
             for key, item in value.items():
                 key_line = line_of(str(key), hint)
                 key_lines[key] = key_line
-                mapping[key] = convert(item, key_line or hint)
+                mapping[key] = convert(item, key_line or hint, depth + 1)
             return _Node(mapping, hint, key_lines)
         if isinstance(value, list):
-            return _Node([convert(item, hint) for item in value], hint)
+            return _Node([convert(item, hint, depth + 1) for item in value], hint)
         if isinstance(value, str):
             return _Node(value, line_of(value, hint) or hint)
         return _Node(value, hint)
@@ -913,10 +922,9 @@ class Policy:
         if rule.matches_command(command, loose=True):
             return True
         # `Bash(sudo rm:*)` should also see the unwrapped `rm` that sudo ran.
-        if command.wrappers and len(rule.tokens) > 1:
-            if rule.tokens[0] in _wrapper_names(command):
-                synthetic = SimpleCommand(name=rule.tokens[0], args=[command.name, *command.args], path=None)
-                return rule.matches_command(synthetic, loose=True)
+        if command.wrappers and len(rule.tokens) > 1 and rule.tokens[0] in _wrapper_names(command):
+            synthetic = SimpleCommand(name=rule.tokens[0], args=[command.name, *command.args], path=None)
+            return rule.matches_command(synthetic, loose=True)
         return False
 
     def _match_redirect(

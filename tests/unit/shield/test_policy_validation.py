@@ -191,8 +191,21 @@ def test_policy_refuses_yaml_alias_bombs():
         )
     with pytest.raises(PolicyError, match="too large|unknown key"):
         load_policy("\n".join(bomb))
-    nested = "deny:\n  - &r Bash(rm:*)\n" + "".join(f"  - *r\n" for _ in range(3))
+    nested = "deny:\n  - &r Bash(rm:*)\n" + "".join("  - *r\n" for _ in range(3))
     assert len(load_policy(nested, source="p.yaml").rules) > 3  # plain aliases are fine
+
+
+@pytest.mark.parametrize(
+    ("text", "source"),
+    [
+        ("[" * 100_000, "deep.yaml"),
+        ("deny: " + "[" * 40 + "]" * 40, "deep.yaml"),
+        ("a = " + "[" * 5000, "deep.toml"),
+    ],
+)
+def test_policy_refuses_absurd_nesting_without_recursion_errors(text, source):
+    with pytest.raises(PolicyError, match="nested too deeply"):
+        load_policy(text, source=source)
 
 
 def test_policy_empty_document_is_the_default_policy_plus_nothing():
