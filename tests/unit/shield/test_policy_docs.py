@@ -19,7 +19,8 @@ FENCE = re.compile(r"^```(yaml|toml)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 def _examples() -> list[tuple[str, str, int]]:
     text = DOC.read_text(encoding="utf-8")
     return [
-        (match.group(1), match.group(2), text[: match.start()].count("\n") + 1) for match in FENCE.finditer(text)
+        (match.group(1), match.group(2), text[: match.start()].count("\n") + 1)
+        for match in FENCE.finditer(text)
     ]
 
 
@@ -40,7 +41,13 @@ def test_policy_docs_default_summary_matches_the_default_policy():
     from shield.policy import default_policy
 
     policy = default_policy()
-    for path in ("/etc/shadow", "/etc/gshadow", "/home/a/.ssh/id_rsa", "/root/.aws/credentials", "/proc/1/mem"):
+    for path in (
+        "/etc/shadow",
+        "/etc/gshadow",
+        "/home/a/.ssh/id_rsa",
+        "/root/.aws/credentials",
+        "/proc/1/mem",
+    ):
         assert policy.evaluate_path("read", path, agent=None).decision is Decision.DENY, path
     assert policy.evaluate_path("write", "/etc/hosts", agent=None).decision is Decision.HARD_ASK
     assert policy.evaluate_path("read", "/etc/passwd", agent=None).decision is Decision.SOFT_ASK
