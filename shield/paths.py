@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 
 from shield.model import Context, Contribution, Decision, RuleHit, Verdict
-from shield.policy import PATH_OPERATIONS, Policy, compile_path_glob, default_policy
+from shield.policy import PATH_OPERATIONS, Policy, compile_path_glob, default_policy, literal_needle
 
 try:  # the engine owns the version string; fall back until it exists
     from shield.version import ENGINE_VERSION
@@ -330,9 +330,17 @@ SENSITIVE_PATHS: tuple[SensitivePath, ...] = (
     ),
 )
 
-_COMPILED: tuple[tuple[SensitivePath, tuple[re.Pattern[str], ...]], ...] = tuple(
-    (entry, tuple(compile_path_glob(glob) for glob in entry.globs)) for entry in SENSITIVE_PATHS
-)
+# Per operation: (literal needle, entry, compiled glob). The needle is an `in` test that
+# rejects most paths before any regex runs.
+_COMPILED: dict[str, tuple[tuple[str, SensitivePath, re.Pattern[str]], ...]] = {
+    operation: tuple(
+        (literal_needle(glob), entry, compile_path_glob(glob))
+        for entry in SENSITIVE_PATHS
+        if operation in entry.operations
+        for glob in entry.globs
+    )
+    for operation in PATH_OPERATIONS
+}
 _HOME_VARIABLE = re.compile(r"^(\$HOME|\$\{HOME\})(?=/|$)")
 _TILDE_USER = re.compile(r"^~([A-Za-z_][A-Za-z0-9_.-]*)(?=/|$)")
 
@@ -405,21 +413,23 @@ def check_path(operation: str, path: str, context: Context | None = None) -> Ver
     hits: list[RuleHit] = []
     contributions: list[Contribution] = []
     table_decision = Decision.AUTO
-    for entry, globs in _COMPILED:
-        if operation in entry.operations and any(glob.match(normal) for glob in globs):
-            hits.append(
-                RuleHit(
-                    id=entry.id,
-                    pack="paths",
-                    severity=_SEVERITY[entry.decision],
-                    explanation=entry.explanation,
-                    attack=entry.attack,
-                    command=f"{operation} {normal}",
-                    category=entry.category,
-                    suggested="deny" if entry.decision is Decision.DENY else "ask",
-                )
+    matched = [
+        entry for needle, entry, glob in _COMPILED[operation] if needle in normal and glob.match(normal)
+    ]
+    for entry in dict.fromkeys(matched):  # one hit per entry, in table order
+        hits.append(
+            RuleHit(
+                id=entry.id,
+                pack="paths",
+                severity=_SEVERITY[entry.decision],
+                explanation=entry.explanation,
+                attack=entry.attack,
+                command=f"{operation} {normal}",
+                category=entry.category,
+                suggested="deny" if entry.decision is Decision.DENY else "ask",
             )
-            table_decision = Decision.strictest(table_decision, entry.decision)
+        )
+        table_decision = Decision.strictest(table_decision, entry.decision)
 
     # The score is the strongest table hit; one contribution, so the breakdown adds up.
     score = 0

@@ -325,6 +325,18 @@ def compile_path_glob(pattern: str) -> re.Pattern[str]:
     return re.compile(regex + r"\Z", re.DOTALL)
 
 
+def literal_needle(pattern: str) -> str:
+    """The longest run of literal characters every match of a path glob must contain."""
+    pattern = re.sub(r"/{2,}", "/", pattern.strip()).rstrip("/")
+    pattern = pattern.removeprefix("~")  # `~` expands to one of several home prefixes
+    # `**/` and a final `/**` may match nothing at all (the slash included): treat as `*`.
+    pattern = pattern.replace("**/", "*")
+    if pattern.endswith("/**"):
+        pattern = pattern[:-3] + "*"
+    runs = re.split(r"\*+|\?|\[[^\]]*\]", pattern)
+    return max(runs, key=len, default="")
+
+
 def _split_flags(args: Iterable[str]) -> tuple[list[str], set[str]]:
     """Split argv words from flags; short clusters (``-rf``) become single letters."""
     words: list[str] = []
@@ -342,19 +354,30 @@ def _split_flags(args: Iterable[str]) -> tuple[list[str], set[str]]:
     return words, flags
 
 
-def _token_matches(pattern: str, word: str) -> bool:
-    if _has_glob(pattern):
-        return fnmatch.fnmatchcase(word, pattern)
-    return pattern == word
+# A compiled pattern word: the literal string, or a compiled glob for words with * ? [.
+_WordMatcher = str | re.Pattern[str]
 
 
-def _tokens_match(pattern: tuple[str, ...], words: list[str], prefix: bool) -> bool:
-    if len(words) < len(pattern) or (not prefix and len(words) != len(pattern)):
+def _word_matcher(token: str) -> _WordMatcher:
+    return re.compile(fnmatch.translate(token)) if _has_glob(token) else token
+
+
+def _word_matches(matcher: _WordMatcher, word: str) -> bool:
+    if matcher.__class__ is str:
+        return matcher == word
+    return matcher.match(word) is not None  # type: ignore[union-attr]
+
+
+def _words_match(matchers: tuple[_WordMatcher, ...], words: list[str], prefix: bool) -> bool:
+    if len(words) < len(matchers) or (not prefix and len(words) != len(matchers)):
         return False
-    return all(_token_matches(p, w) for p, w in zip(pattern, words))
+    for matcher, word in zip(matchers, words):
+        if not _word_matches(matcher, word):
+            return False
+    return True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity equality/hash: rules are dict keys on the hot path
 class _Rule:
     action: Decision
     kind: str  # bash | regex | read | write | list
@@ -369,6 +392,28 @@ class _Rule:
     cwd_scopes: tuple[str, ...] = ()
     cwd_globs: tuple[re.Pattern[str], ...] = ()
     reason: str | None = None
+    # Precomputed matchers (derived from `tokens`, so not part of identity).
+    _head: _WordMatcher = field(default="", init=False, repr=False)
+    _head_path: str | None = field(default=None, init=False, repr=False)
+    _rest: tuple[_WordMatcher, ...] = field(default=(), init=False, repr=False)
+    _loose_words: tuple[_WordMatcher, ...] = field(default=(), init=False, repr=False)
+    _loose_flags: frozenset[str] = field(default=frozenset(), init=False, repr=False)
+    _needle: str = field(default="", init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.path_glob is not None:
+            object.__setattr__(self, "_needle", literal_needle(self.text[self.text.index("(") + 1 : -1]))
+        if not self.tokens:
+            return
+        head = self.tokens[0]
+        set_ = object.__setattr__  # frozen dataclass: derived fields are set once, here
+        if "/" in head and not _has_glob(head):
+            set_(self, "_head_path", head)
+        set_(self, "_head", _word_matcher(head))
+        set_(self, "_rest", tuple(_word_matcher(t) for t in self.tokens[1:]))
+        words, flags = _split_flags(self.tokens[1:])
+        set_(self, "_loose_words", tuple(_word_matcher(w) for w in words))
+        set_(self, "_loose_flags", frozenset(flags))
 
     # -- identity ---------------------------------------------------------------------
 
@@ -435,28 +480,31 @@ class _Rule:
         """
         if not self.tokens:
             return True  # Bash(*): any command
-        head = self.tokens[0]
-        if "/" in head and not _has_glob(head):
-            if command.path != head and not (loose and posixpath.basename(head) == command.name):
+        if self._head_path is not None:
+            if command.path != self._head_path and not (
+                loose and posixpath.basename(self._head_path) == command.name
+            ):
                 return False
-        elif not _token_matches(head, command.name):
+        elif not _word_matches(self._head, command.name):
             return False
-        rest = self.tokens[1:]
-        if _tokens_match(rest, command.args, self.prefix):
+        if _words_match(self._rest, command.args, self.prefix):
             return True
         if not loose:
             return False
-        pattern_words, pattern_flags = _split_flags(rest)
         command_words, command_flags = _split_flags(command.args)
-        if not pattern_flags <= command_flags:
+        if not self._loose_flags <= command_flags:
             return False
-        return _tokens_match(tuple(pattern_words), command_words, self.prefix)
+        return _words_match(self._loose_words, command_words, self.prefix)
 
     def matches_text(self, text: str) -> bool:
         assert self.regex is not None
         return self.regex.search(text[:REGEX_SCAN_LIMIT]) is not None
 
     def matches_path(self, path: str) -> bool:
+        # The literal needle is a cheap `in` test that rejects almost every path before
+        # the regex runs (a policy has dozens of path rules; most paths match none).
+        if self._needle and self._needle not in path:
+            return False
         assert self.path_glob is not None
         return self.path_glob.match(path) is not None
 
@@ -843,6 +891,9 @@ class Policy:
                 (self._regex_allow if allow else self._regex_restrictive).append(rule)
             else:
                 self._path_rules[rule.kind].append(rule)
+        self._path_needles: dict[str, tuple[tuple[str, _Rule], ...]] = {
+            op: tuple((rule._needle, rule) for rule in rules) for op, rules in self._path_rules.items()
+        }
 
     def __repr__(self) -> str:
         return f"Policy({self.version!r}, {len(self.rules)} rules, {self.thresholds})"
@@ -944,7 +995,7 @@ class Policy:
             path = posixpath.join(cwd, path)
         path = _normalise_path(path)
         for operation in operations:
-            for rule in self._path_rules[operation]:
+            for rule in self._path_candidates(operation, path):
                 if (
                     rule.action is not Decision.AUTO
                     and rule not in hits
@@ -985,6 +1036,11 @@ class Policy:
 
     # -- paths ------------------------------------------------------------------------
 
+    def _path_candidates(self, operation: str, path: str) -> list[_Rule]:
+        # A policy has dozens of path rules and most paths match none: one `in` test per
+        # rule on its literal needle, inlined here, is far cheaper than a call per rule.
+        return [rule for needle, rule in self._path_needles[operation] if needle in path]
+
     def evaluate_path(
         self, operation: str, path: str, *, agent: str | None, cwd: str | None = None
     ) -> PolicyOutcome:
@@ -998,7 +1054,7 @@ class Policy:
         normal = _normalise_path(path)
         restrictive: list[_Rule] = []
         allowed: list[_Rule] = []
-        for rule in self._path_rules[operation]:
+        for rule in self._path_candidates(operation, normal):
             if rule.in_scope(agent, cwd) and rule.matches_path(normal):
                 (allowed if rule.action is Decision.AUTO else restrictive).append(rule)
         if restrictive:

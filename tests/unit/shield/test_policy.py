@@ -8,6 +8,8 @@ the parser; tests/unit/shield/test_properties_wrapping.py checks the whole pipel
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shield.model import Decision, ParseResult, Redirect, SimpleCommand
 from shield.policy import PolicyOutcome, Thresholds, default_policy, load_policy
@@ -439,3 +441,35 @@ def test_default_policy_leaves_ordinary_project_files_alone():
             default_policy().evaluate_path(operation, "/home/dev/project/src/app.py", agent=None).decision
             is None
         )
+
+
+_FRAGMENTS = [
+    "etc",
+    "shadow",
+    ".ssh",
+    "id_rsa",
+    "root",
+    "home",
+    "bob",
+    "var",
+    "lib",
+    "x.pem",
+    ".env",
+    "a",
+    "**",
+    "*",
+]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    st.lists(st.sampled_from(_FRAGMENTS), min_size=0, max_size=6),
+    st.booleans(),
+)
+def test_policy_path_prefilter_never_changes_a_match(parts, absolute):
+    # matches_path skips the regex when a literal part of the pattern is missing from the
+    # path; that shortcut must agree with the full glob on every path.
+    path = ("/" if absolute else "") + "/".join(parts)
+    for rule in default_policy().rules:
+        if rule.path_glob is not None:
+            assert rule.matches_path(path) is (rule.path_glob.match(path) is not None), (rule.text, path)
