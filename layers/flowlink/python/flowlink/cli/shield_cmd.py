@@ -160,7 +160,12 @@ def _run_check(args: argparse.Namespace) -> int:
     engine = _engine(args.semantic)
     if args.jsonl:
         return _check_jsonl(engine, context, sys.stdin.buffer, sys.stdout)
-    verdict = engine.analyze(args.cmd, context)
+    try:
+        verdict = engine.analyze(args.cmd, context)
+    except Exception as exc:  # the engine must not raise; if it does, say so and fail closed
+        logger.exception("shield engine failed")
+        sys.stderr.write(f"flowlink shield: engine error, treat as deny: {type(exc).__name__}: {exc}\n")
+        return EXIT_ENGINE
     if args.json:
         payload = verdict.to_dict()
         if args.explain:
