@@ -117,3 +117,29 @@ def test_template_outputs_give_clients_their_urls():
     outputs = TEMPLATE["Outputs"]
     for name in ("HttpApiUrl", "McpUrl", "WebSocketUrl", "WitnessBucketName", "AuditTableName"):
         assert name in outputs
+
+
+def test_template_secret_keys_are_the_ones_flowlink_local_secret_prints():
+    import re
+
+    from flowlink.cli.local_cmd import control_plane_secret
+    from flowlink.relay_protocol import private_key_from_pem
+
+    text = find_template().read_text()
+    referenced = set(re.findall(r"resolve:secretsmanager:\$\{SecretsId\}:SecretString:(\w+)", text))
+    secret = control_plane_secret()
+    assert referenced == set(secret)
+    private_key_from_pem(secret["signing_key_pem"])  # a usable Ed25519 key, not just text
+    assert len(bytes.fromhex(secret["witness_hmac_key"])) == 32
+
+
+def test_readme_client_configs_are_the_ones_local_up_prints():
+    import json
+    import re
+
+    from flowlink.local.client_configs import client_configs
+
+    readme = (find_template().parent / "README.md").read_text()
+    blocks = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", readme, re.DOTALL)]
+    expected = [c.document for c in client_configs("http://127.0.0.1:9080/mcp", "flk_live_…")]
+    assert blocks[: len(expected)] == expected

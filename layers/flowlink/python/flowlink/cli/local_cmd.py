@@ -3,13 +3,16 @@
 ``up`` starts the emulator, provisions it from template.yaml, starts the gateway, mints dev
 keys, enrolls and starts a relay, prints the MCP URL, keys and client configs, then waits:
 Ctrl-C or SIGTERM stops every process it started. A taken port exits with code 2 and names
-the port. ``status`` reads ``local.json`` and asks each component whether it answers.
+the port. ``status`` reads ``local.json`` and asks each component whether it answers. ``secret`` prints
+a fresh control-plane secret for ``sam deploy`` (the JSON the template's ``SecretsId`` names).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -19,6 +22,7 @@ from typing import Any
 from flowlink.local.client_configs import client_configs
 from flowlink.local.processes import PortInUseError
 from flowlink.local.stack import LocalStack, LocalStackError, StackConfig, probe_status, read_local_info
+from flowlink.relay_protocol import generate_signing_key, private_key_to_pem
 from flowlink.settings import ENV_AWS_ENDPOINT
 
 EXIT_OK = 0
@@ -47,6 +51,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status = commands.add_parser("status", help="show whether the local stack's components answer")
     status.add_argument("--state-dir", default=".flowlink")
     status.set_defaults(func=run_status)
+
+    secret = commands.add_parser(
+        "secret", help="print a fresh control-plane secret (JSON) for the template's SecretsId parameter"
+    )
+    secret.set_defaults(func=run_secret)
 
     parser.set_defaults(func=lambda args: (parser.print_help(sys.stderr), 2)[1])
 
@@ -152,6 +161,20 @@ def render_banner(info: dict[str, Any], stack: LocalStack) -> str:
         "Press Ctrl-C to stop everything.",
     ]
     return "\n".join(lines)
+
+
+def control_plane_secret() -> dict[str, str]:
+    """The SecretString template.yaml resolves through ``SecretsId``: a new Ed25519 signing
+    key (PEM) and a new witness HMAC key. Nothing is stored; the caller pipes it to AWS."""
+    return {
+        "signing_key_pem": private_key_to_pem(generate_signing_key()),
+        "witness_hmac_key": secrets.token_hex(32),
+    }
+
+
+def run_secret(_args: argparse.Namespace) -> int:
+    print(json.dumps(control_plane_secret()))
+    return EXIT_OK
 
 
 def run_status(args: argparse.Namespace) -> int:
