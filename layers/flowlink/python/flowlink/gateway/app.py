@@ -25,6 +25,7 @@ from flowlink.gateway.mcp_server import McpEndpoint, build_mcp_server
 from flowlink.gateway.middleware import (
     BodyLimitMiddleware,
     HostCheckMiddleware,
+    JsonRpcShapeMiddleware,
     McpAuthMiddleware,
     error_headers,
 )
@@ -84,7 +85,8 @@ def create_app(
             problems.append(f"{location or 'body'}: {error.get('msg')}")
         return JSONResponse({"error": "invalid_input", "detail": "; ".join(problems)}, status_code=400)
 
-    # Outermost first at run time: body limit, then Host check, then /mcp authentication.
+    # Outermost first at run time: body limit, Host check, /mcp authentication, JSON-RPC shape.
+    app.add_middleware(JsonRpcShapeMiddleware)
     app.add_middleware(McpAuthMiddleware, get_store=lambda: runtime.store)
     app.add_middleware(HostCheckMiddleware, settings=runtime.settings)
     app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes)

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
+from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
 from flowlink import __version__
@@ -36,7 +40,42 @@ def build_mcp_server(runtime: GatewayRuntime) -> MCPServer:
     server = MCPServer(SERVER_NAME, version=__version__, instructions=INSTRUCTIONS)
     for module_name in TOOL_MODULES:
         importlib.import_module(module_name).register(server, runtime)
+    server.middleware.append(ParamsErrorMiddleware(server))
     return server
+
+
+def _field_problems(exc: ValidationError) -> list[dict[str, str]]:
+    # Locations and messages only: the rejected values are the caller's data.
+    return [
+        {"field": ".".join(str(part) for part in error["loc"]) or "params", "problem": error["msg"]}
+        for error in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+class ParamsErrorMiddleware:
+    """JSON-RPC params errors that name the field (-32602), and unknown tools as -32602.
+
+    The SDK answers malformed params with a bare "Invalid request parameters"; this
+    re-raises it naming each bad field. ``tools/call`` for a tool that does not exist is
+    a protocol error per the MCP spec (2025-11-25 "Error Handling"), so it becomes -32602
+    here too. A tool's own arguments failing its input schema stay a tool execution error
+    (``isError``, naming the field), as SEP-1303 asks, so a model can correct itself.
+    """
+
+    def __init__(self, server: MCPServer):
+        self.server = server
+
+    async def __call__(self, ctx: Any, call_next: Any) -> Any:
+        if ctx.method == "tools/call" and isinstance(ctx.params, Mapping):
+            name = ctx.params.get("name")
+            if isinstance(name, str) and self.server._tool_manager.get_tool(name) is None:
+                raise MCPError(INVALID_PARAMS, f"Unknown tool: {name}", data={"field": "name"})
+        try:
+            return await call_next(ctx)
+        except ValidationError as exc:
+            problems = _field_problems(exc)
+            summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
+            raise MCPError(INVALID_PARAMS, f"Invalid params: {summary}", data={"errors": problems}) from exc
 
 
 class McpEndpoint:

@@ -166,3 +166,97 @@ class McpAuthMiddleware:
             return
         scope[AUTH_SCOPE_KEY] = auth
         await self.app(scope, receive, send)
+
+
+_JSONRPC_INVALID_REQUEST = -32600
+
+
+class JsonRpcShapeMiddleware:
+    """-32600 for a POST /mcp body that parses as JSON but is no JSON-RPC message.
+
+    The SDK's 2026-07-28 entry already answers -32600; its 2025 (handshake-era) entry
+    answers such bodies with -32602, so requests without a modern ``MCP-Protocol-Version``
+    are checked here. Unparsable JSON is left to the SDK, which answers -32700.
+    """
+
+    def __init__(self, app: ASGIApp, path: str = "/mcp"):
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"].rstrip("/") != self.path:
+            await self.app(scope, receive, send)
+            return
+        version = Headers(scope=scope).get("mcp-protocol-version")
+        if version is not None and version not in _handshake_versions():
+            await self.app(scope, receive, send)
+            return
+        body, replay_receive = await _buffer_body(receive)
+        try:
+            message = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            await self.app(scope, replay_receive, send)
+            return
+        problem = _jsonrpc_problem(message)
+        if problem is not None:
+            request_id = message.get("id") if isinstance(message, dict) else None
+            if not isinstance(request_id, (str, int)) or isinstance(request_id, bool):
+                request_id = None
+            await send_json(
+                send,
+                400,
+                {
+                    "jsonrpc": "2.0",
+                    "id": request_id,
+                    "error": {"code": _JSONRPC_INVALID_REQUEST, "message": problem},
+                },
+            )
+            return
+        await self.app(scope, replay_receive, send)
+
+
+def _handshake_versions() -> frozenset[str]:
+    from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+
+    return frozenset(HANDSHAKE_PROTOCOL_VERSIONS)
+
+
+def _jsonrpc_problem(message: Any) -> str | None:
+    """Why ``message`` is not a JSON-RPC 2.0 request, notification or response (None if it is)."""
+    if not isinstance(message, dict):
+        return "Invalid Request: body must be a single JSON-RPC object (batches are not supported)"
+    if message.get("jsonrpc") != "2.0":
+        return 'Invalid Request: jsonrpc must be "2.0"'
+    if "method" in message:
+        if not isinstance(message["method"], str) or not message["method"]:
+            return "Invalid Request: method must be a non-empty string"
+        if "id" in message and (isinstance(message["id"], bool) or not isinstance(message["id"], (str, int))):
+            return "Invalid Request: id must be a string or an integer"
+        if "params" in message and not isinstance(message["params"], dict):
+            return "Invalid Request: params must be an object"
+        return None
+    if "result" in message or "error" in message:
+        return None
+    return "Invalid Request: method is required"
+
+
+async def _buffer_body(receive: Receive) -> tuple[bytes, Receive]:
+    chunks: list[bytes] = []
+    trailing: list[Message] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            trailing.append(message)
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    replay: deque[Message] = deque([{"type": "http.request", "body": body, "more_body": False}, *trailing])
+
+    async def replay_receive() -> Message:
+        if replay:
+            return replay.popleft()
+        return await receive()
+
+    return body, replay_receive

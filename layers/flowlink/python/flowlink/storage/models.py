@@ -9,6 +9,7 @@ LocalStack or AWS). This module only declares shapes; queries live in ``reposito
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -41,6 +42,28 @@ class Models:
 def build_models(settings: Settings) -> Models:
     """Model classes bound to the table names of ``settings`` (cached per prefix and region)."""
     return _build_models(settings.table_prefix, settings.region)
+
+
+_shared_connections: dict[str, Any] = {}
+_shared_lock = threading.Lock()
+
+
+def _share_connection(model: Any, region: str) -> None:
+    """Make every model of a region use one pynamodb Connection (one botocore client).
+
+    pynamodb gives each model class its own Connection, each building its own botocore
+    session and client: ~6 client builds per stack, noticeable on a Lambda cold start. A
+    Connection is not table-specific (the table name travels with each operation), so the
+    models share one and register their table schema on it. Relies on pynamodb 6's
+    ``TableConnection.connection``; tests/integration/test_gateway_storage.py fails loudly
+    if an upgrade changes that.
+    """
+    table_connection = model._get_connection()
+    with _shared_lock:
+        shared = _shared_connections.setdefault(region, table_connection.connection)
+    if table_connection.connection is not shared:
+        shared.add_meta_table(table_connection.connection.get_meta_table(model.Meta.table_name))
+        table_connection.connection = shared
 
 
 @lru_cache(maxsize=8)
@@ -196,6 +219,7 @@ def _build_models(table_prefix: str, region: str) -> Models:
 
     for model in (Org, ApiKey, Agent, Connection, Command, Enrollment):
         model.Meta.region = region
+        _share_connection(model, region)
     return Models(
         orgs=Org,
         api_keys=ApiKey,

@@ -1,0 +1,163 @@
+"""REST surface of the gateway against a live uvicorn server and a moto server over HTTP:
+API-key authentication, key management, relay enrollment and org isolation."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_gateway_health_is_public(live_gateway):
+    response = httpx.get(live_gateway.base_url + "/api/v1/health")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer flk_live_not-a-real-key"},
+        {"x-api-key": "garbage"},
+        {"Authorization": "Basic abc"},
+    ],
+)
+def test_gateway_rest_refuses_missing_or_bad_keys_with_401(live_gateway, headers):
+    live_gateway.stack.org("acme")
+    response = httpx.get(live_gateway.base_url + "/api/v1/agents", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="flowlink"'
+    body = response.json()
+    assert body["error"] == "unauthorized" and body["detail"]
+
+
+def test_gateway_accepts_bearer_and_x_api_key(live_gateway):
+    org = live_gateway.stack.org("acme")
+    for headers in ({"Authorization": f"Bearer {org['api_key']}"}, {"x-api-key": org["api_key"]}):
+        response = httpx.get(live_gateway.base_url + "/api/v1/agents", headers=headers)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"agents": []}
+
+
+def test_gateway_key_management_needs_admin_and_revocation_takes_effect(live_gateway):
+    org = live_gateway.stack.org("acme")
+    base = live_gateway.base_url
+    as_agent = httpx.post(
+        base + "/api/v1/keys", json={"scope": "agent", "name": "ci"}, headers={"x-api-key": org["api_key"]}
+    )
+    assert as_agent.status_code == 403 and as_agent.json()["error"] == "forbidden"
+
+    with live_gateway.admin(org) as admin:
+        created = admin.post("/api/v1/keys", json={"scope": "agent", "name": "ci"})
+        assert created.status_code == 201, created.text
+        new_key = created.json()
+        assert new_key["key"].startswith("flk_live_") and new_key["prefix"] == new_key["key"][:12]
+        listing = admin.get("/api/v1/keys").json()["keys"]
+        assert new_key["key_id"] in {k["key_id"] for k in listing}
+        assert all("key" not in k and "key_hash" not in k for k in listing)
+
+        assert httpx.get(base + "/api/v1/agents", headers={"x-api-key": new_key["key"]}).status_code == 200
+        revoked = admin.delete(f"/api/v1/keys/{new_key['key_id']}")
+        assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+        after = httpx.get(base + "/api/v1/agents", headers={"x-api-key": new_key["key"]})
+        assert after.status_code == 401 and after.json()["detail"] == "API key revoked"
+
+        bad_scope = admin.post("/api/v1/keys", json={"scope": "root", "name": "x"})
+        assert bad_scope.status_code == 400 and "scope" in bad_scope.json()["detail"]
+        missing = admin.post("/api/v1/keys", json={"scope": "agent"})
+        assert missing.status_code == 400 and "name" in missing.json()["detail"]
+        malformed = admin.post(
+            "/api/v1/keys", content=b"{not json", headers={"content-type": "application/json"}
+        )
+        assert malformed.status_code == 400 and malformed.json()["error"] == "invalid_input"
+
+
+def test_gateway_keys_of_another_org_cannot_be_revoked(live_gateway):
+    acme, globex = live_gateway.stack.org("acme"), live_gateway.stack.org("globex")
+    with live_gateway.admin(acme) as acme_admin, live_gateway.admin(globex) as globex_admin:
+        key_id = acme_admin.post("/api/v1/keys", json={"scope": "agent", "name": "a"}).json()["key_id"]
+        assert globex_admin.delete(f"/api/v1/keys/{key_id}").status_code == 404
+        assert key_id not in {k["key_id"] for k in globex_admin.get("/api/v1/keys").json()["keys"]}
+
+
+def test_gateway_enrollment_token_is_one_time(live_gateway):
+    org = live_gateway.stack.org("acme")
+    with live_gateway.admin(org) as admin:
+        token = admin.post("/api/v1/agents/enrollment-tokens", json={"name": "web-01"})
+        assert token.status_code == 201, token.text
+        assert token.json()["token"].startswith("flk_enr_") and token.json()["expires_at"].endswith("Z")
+    body = {
+        "token": token.json()["token"],
+        "hostname": "web-01.example",
+        "facts": {},
+        "signing_public_key": "A" * 43 + "=",
+        "box_public_key": "B" * 43 + "=",
+    }
+    first = httpx.post(live_gateway.base_url + "/api/v1/relays/enroll", json=body)
+    assert first.status_code == 201, first.text
+    identity = first.json()
+    assert identity["relay_id"].startswith("rly_") and identity["relay_credential"].startswith("flk_rly_")
+    assert identity["org_id"] == org["org_id"] and identity["ws_url"] == live_gateway.ws_url
+    assert "BEGIN PUBLIC KEY" in identity["gateway_public_key"]
+    second = httpx.post(live_gateway.base_url + "/api/v1/relays/enroll", json=body)
+    assert second.status_code == 401 and second.json()["error"] == "enrollment_token_invalid"
+
+
+def test_gateway_enrollment_rejects_bad_input_without_consuming_the_token(live_gateway):
+    org = live_gateway.stack.org("acme")
+    url = live_gateway.base_url + "/api/v1/relays/enroll"
+    bad_key = httpx.post(url, json={"token": org["enrollment_token"], "signing_public_key": "not base64!"})
+    assert bad_key.status_code == 400 and "signing_public_key" in bad_key.json()["detail"]
+    good = httpx.post(url, json={"token": org["enrollment_token"], "signing_public_key": "A" * 43 + "="})
+    assert good.status_code == 201, good.text
+    assert (
+        httpx.post(url, json={"token": "flk_enr_unknown", "signing_public_key": "A" * 43 + "="}).status_code
+        == 401
+    )
+
+
+def test_gateway_enrollment_tokens_need_an_admin_key(live_gateway):
+    org = live_gateway.stack.org("acme")
+    response = httpx.post(
+        live_gateway.base_url + "/api/v1/agents/enrollment-tokens",
+        json={"name": "web-01"},
+        headers={"x-api-key": org["approver_key"]},
+    )
+    assert response.status_code == 403
+
+
+def test_gateway_agents_are_scoped_to_the_org(live_gateway):
+    acme, globex = live_gateway.stack.org("acme"), live_gateway.stack.org("globex")
+    url = live_gateway.base_url + "/api/v1/relays/enroll"
+    assert (
+        httpx.post(
+            url,
+            json={
+                "token": acme["enrollment_token"],
+                "name": "acme-web",
+                "signing_public_key": "A" * 43 + "=",
+            },
+        ).status_code
+        == 201
+    )
+    acme_agents = httpx.get(
+        live_gateway.base_url + "/api/v1/agents", headers={"x-api-key": acme["api_key"]}
+    ).json()
+    globex_agents = httpx.get(
+        live_gateway.base_url + "/api/v1/agents", headers={"x-api-key": globex["api_key"]}
+    ).json()
+    assert [a["name"] for a in acme_agents["agents"]] == ["acme-web"]
+    assert globex_agents["agents"] == []
+    assert "credential_hash" not in acme_agents["agents"][0]
+
+
+def test_gateway_body_over_the_limit_gets_413(live_gateway):
+    org = live_gateway.stack.org("acme")
+    limit = live_gateway.stack.settings.max_body_bytes
+    with live_gateway.admin(org) as admin:
+        response = admin.post(
+            "/api/v1/keys", content=b"x" * (limit + 1), headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 413 and response.json()["error"] == "payload_too_large"

@@ -1,0 +1,313 @@
+"""Relay sessions and the exec round trip over real sockets: MCP client → gateway (uvicorn) →
+local API Gateway emulation → fake relay (websockets) → result back, against moto over HTTP."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import httpx
+import httpx2
+import pytest
+from mcp.client import Client
+from mcp.client.streamable_http import streamable_http_client
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for(predicate, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+async def _call(url: str, key: str, mode: str, calls: list[tuple[str, dict]]):
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=60) as http,
+        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
+    ):
+        return [await client.call_tool(name, arguments) for name, arguments in calls]
+
+
+def call_tools(gateway, key: str, *calls: tuple[str, dict], mode: str = "2026-07-28"):
+    return anyio.run(_call, gateway.mcp_url, key, mode, list(calls))
+
+
+def call_tool(gateway, key: str, name: str, arguments: dict, mode: str = "2026-07-28"):
+    return call_tools(gateway, key, (name, arguments), mode=mode)[0]
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+def test_exec_round_trip_returns_output_exit_code_and_verdict(live_gateway, connected_relay, mode):
+    org, relay = connected_relay
+    result = call_tool(
+        live_gateway, org["api_key"], "exec", {"agent": relay.name, "command": "echo hello"}, mode=mode
+    )
+    assert result.is_error is False, result.content
+    out = result.structured_content
+    assert out["stdout"] == "hello\n" and out["exit_code"] == 0 and out["status"] == "completed"
+    assert out["duration_ms"] == 3
+    assert out["verdict"]["gateway"]["decision"] in ("auto", "soft_ask")
+    assert out["verdict"]["relay"]["decision"] == "auto"
+    assert out["verdict"]["decision"] == out["verdict"]["gateway"]["decision"]
+    assert [c["command"] for c in relay.claims] == ["echo hello"]
+    assert relay.claims[0]["org_id"] == org["org_id"] and relay.claims[0]["aud"] == relay.identity["relay_id"]
+
+
+def test_exec_by_relay_id_and_env_reach_the_relay(live_gateway, connected_relay):
+    org, relay = connected_relay
+    result = call_tool(
+        live_gateway,
+        org["api_key"],
+        "exec",
+        {
+            "agent": relay.identity["relay_id"],
+            "command": "printenv GREETING",
+            "env": {"GREETING": "hi"},
+            "cwd": "/tmp",
+        },
+    )
+    assert result.structured_content["stdout"] == "hi\n"
+    assert relay.claims[0]["cwd"] == "/tmp"
+    record = live_gateway.stack.store.get_command(org["org_id"], result.structured_content["command_id"])
+    assert record.env_keys == ["GREETING"] and record.pending_env is None
+
+
+def test_exec_denied_by_gateway_shield_dispatches_nothing(live_gateway, connected_relay):
+    org, relay = connected_relay
+    result = call_tool(live_gateway, org["api_key"], "exec", {"agent": relay.name, "command": "rm -rf /"})
+    assert result.is_error is True
+    assert "refused by Shield" in result.content[0].text
+    history = call_tool(live_gateway, org["api_key"], "history", {"agent": relay.name}).structured_content
+    assert history["commands"][0]["status"] == "denied" and history["commands"][0]["command"] == "rm -rf /"
+    assert relay.claims == []
+
+
+def test_exec_refused_by_the_relay_is_an_error_with_its_reasons(live_gateway, connected_relay):
+    org, relay = connected_relay
+    result = call_tool(
+        live_gateway, org["api_key"], "exec", {"agent": relay.name, "command": "relay-refuse now"}
+    )
+    assert result.is_error is True
+    assert "relay policy forbids this" in result.content[0].text
+    history = call_tool(live_gateway, org["api_key"], "history", {"agent": relay.name}).structured_content
+    assert history["commands"][0]["status"] == "refused"
+    assert history["commands"][0]["verdict"]["decision"] == "deny"
+
+
+def test_exec_with_an_idempotency_key_runs_once(live_gateway, connected_relay):
+    org, relay = connected_relay
+    arguments = {"agent": relay.name, "command": "echo once", "idempotency_key": "deploy-42"}
+    first, second = call_tools(live_gateway, org["api_key"], ("exec", arguments), ("exec", arguments))
+    assert first.structured_content["command_id"] == second.structured_content["command_id"]
+    assert second.structured_content["stdout"] == "once\n"
+    assert len(relay.claims) == 1
+    history = call_tool(live_gateway, org["api_key"], "history", {"agent": relay.name}).structured_content
+    assert len(history["commands"]) == 1
+    reused = call_tool(
+        live_gateway,
+        org["api_key"],
+        "exec",
+        {"agent": relay.name, "command": "echo other", "idempotency_key": "deploy-42"},
+    )
+    assert reused.is_error is True and "idempotency_key" in reused.content[0].text
+    assert len(relay.claims) == 1
+
+
+def test_exec_on_an_offline_agent_fails_clearly_and_queues_nothing(live_gateway, connected_relay):
+    org, relay = connected_relay
+    relay.close()
+    store = live_gateway.stack.store
+    wait_for(lambda: store.get_agent(org["org_id"], relay.identity["relay_id"]).status == "offline")
+    result = call_tool(live_gateway, org["api_key"], "exec", {"agent": relay.name, "command": "echo late"})
+    assert result.is_error is True and "offline" in result.content[0].text
+    history = call_tool(live_gateway, org["api_key"], "history", {"agent": relay.name}).structured_content
+    assert history["commands"][0]["status"] == "failed"
+    assert store.list_pending_commands(org["org_id"], relay.identity["relay_id"]) == []
+
+
+def test_exec_that_outlives_the_wait_returns_a_handle_to_poll(live_gateway, connected_relay, monkeypatch):
+    org, relay = connected_relay
+    # Shorten the bound the exec service waits (the relay never answers "hang").
+    monkeypatch.setattr(
+        live_gateway.app.state.runtime.commands.settings, "exec_wait_seconds", 0.3, raising=False
+    )
+    result = call_tool(live_gateway, org["api_key"], "exec", {"agent": relay.name, "command": "hang forever"})
+    assert result.is_error is False
+    handle = result.structured_content
+    assert handle["status"] == "running" and "history" in handle["message"]
+    polled = call_tool(
+        live_gateway, org["api_key"], "history", {"agent": relay.name, "command_id": handle["command_id"]}
+    )
+    assert polled.structured_content["commands"][0]["status"] == "running"
+
+
+def test_read_and_list_pass_the_path_policy_first(live_gateway, connected_relay):
+    org, relay = connected_relay
+    shadow = call_tool(live_gateway, org["api_key"], "read", {"agent": relay.name, "path": "/etc/shadow"})
+    assert shadow.is_error is True and "/etc/shadow" in shadow.content[0].text
+    assert relay.claims == []
+    hostname = call_tool(live_gateway, org["api_key"], "read", {"agent": relay.name, "path": "/etc/hostname"})
+    assert hostname.structured_content["stdout"] == "contents of /etc/hostname\n"
+    listing = call_tool(live_gateway, org["api_key"], "list", {"agent": relay.name, "path": "/tmp"})
+    assert listing.structured_content["stdout"] == "a.txt\nb.txt\n"
+    assert [(c["op"], c["path"]) for c in relay.claims] == [("read", "/etc/hostname"), ("list", "/tmp")]
+
+
+def test_sysinfo_health_and_agents_show_the_relay(live_gateway, connected_relay):
+    org, relay = connected_relay
+    sysinfo, health, agents = call_tools(
+        live_gateway, org["api_key"], ("sysinfo", {"agent": relay.name}), ("health", {}), ("agents", {})
+    )
+    assert (
+        sysinfo.structured_content["live"] is True and sysinfo.structured_content["facts"]["kernel"] == "6.18"
+    )
+    assert health.structured_content["agents"][0]["online"] is True
+    assert agents.structured_content["agents"][0]["name"] == relay.name
+    assert agents.structured_content["agents"][0]["status"] == "online"
+
+
+def test_history_is_newest_first_and_paginated(live_gateway, connected_relay):
+    org, relay = connected_relay
+    for word in ("one", "two", "three"):
+        call_tool(live_gateway, org["api_key"], "exec", {"agent": relay.name, "command": f"echo {word}"})
+    first = call_tool(
+        live_gateway, org["api_key"], "history", {"agent": relay.name, "limit": 2}
+    ).structured_content
+    assert [c["command"] for c in first["commands"]] == ["echo three", "echo two"]
+    assert first["next_page_token"]
+    second = call_tool(
+        live_gateway,
+        org["api_key"],
+        "history",
+        {"agent": relay.name, "limit": 2, "page_token": first["next_page_token"]},
+    ).structured_content
+    assert [c["command"] for c in second["commands"]] == ["echo one"]
+
+
+def test_one_org_never_sees_another_orgs_agents_or_commands(live_gateway, connected_relay):
+    org, relay = connected_relay
+    done = call_tool(live_gateway, org["api_key"], "exec", {"agent": relay.name, "command": "echo secret"})
+    other = live_gateway.stack.org("globex")
+    for agent in (relay.name, relay.identity["relay_id"]):
+        result = call_tool(live_gateway, other["api_key"], "exec", {"agent": agent, "command": "echo hi"})
+        assert result.is_error is True and "no agent" in result.content[0].text
+        history = call_tool(live_gateway, other["api_key"], "history", {"agent": agent})
+        assert history.is_error is True
+    assert call_tool(live_gateway, other["api_key"], "agents", {}).structured_content["agents"] == []
+    assert len(relay.claims) == 1
+    assert (
+        live_gateway.stack.store.get_command(other["org_id"], done.structured_content["command_id"]) is None
+    )
+    audit_of_other = list(live_gateway.stack.store.models.orgs.scan())  # both orgs exist
+    assert len(audit_of_other) == 2
+
+
+def test_repeated_results_are_stored_once(live_gateway, connected_relay):
+    org, relay = connected_relay
+    relay.duplicate_results = True
+    result = call_tool(live_gateway, org["api_key"], "exec", {"agent": relay.name, "command": "echo first"})
+    command_id = result.structured_content["command_id"]
+    wait_for(
+        lambda: sum(1 for a in relay.answers if a.get("type") == "error") >= 0 and len(relay.answers) >= 2
+    )
+    record = live_gateway.stack.store.get_command(org["org_id"], command_id)
+    assert record.stdout == "first\n"
+
+
+def test_ws_connect_with_a_bad_credential_is_refused(live_gateway, connected_relay):
+    _, relay = connected_relay
+    with pytest.raises(InvalidStatus) as refused:
+        ws_connect(
+            live_gateway.ws_url,
+            additional_headers={
+                "Authorization": "Bearer flk_rly_wrong",
+                "X-Flowlink-Relay-Id": relay.identity["relay_id"],
+            },
+        )
+    assert refused.value.response.status_code == 403
+
+
+def test_ws_query_parameters_authenticate_too(live_gateway, connected_relay):
+    _, relay = connected_relay
+    relay.close()
+    url = f"{live_gateway.ws_url}?relay_id={relay.identity['relay_id']}&token={relay.identity['relay_credential']}"
+    with ws_connect(url) as socket:
+        socket.send('{"action": "heartbeat", "ts": 5}')
+        assert '"heartbeat_ack"' in socket.recv(timeout=10)
+
+
+def test_ws_hello_with_another_signing_key_is_an_identity_mismatch(live_gateway, make_relay):
+    org = live_gateway.stack.org("acme")
+    relay = make_relay(org)
+    relay.enroll()
+    relay.connect(hello_key="B" * 43 + "=")
+    try:
+        wait_for(lambda: any(a.get("code") == "identity_mismatch" for a in relay.answers))
+        wait_for(lambda: relay._thread is not None and not relay._thread.is_alive())
+        agent = live_gateway.stack.store.get_agent(org["org_id"], relay.identity["relay_id"])
+        assert agent.status == "offline"
+    finally:
+        relay.close()
+
+
+def test_ws_bad_messages_get_errors_and_change_nothing(live_gateway, connected_relay):
+    org, relay = connected_relay
+    relay._socket.send("not json")
+    relay.send({"action": "explode"})
+    relay.send({"action": "result", "command_id": "cmd_unknown", "status": "completed"})
+    codes = wait_for(
+        lambda: (
+            [a["code"] for a in relay.answers if a.get("type") == "error"]
+            if len([a for a in relay.answers if a.get("type") == "error"]) >= 3
+            else None
+        )
+    )
+    assert codes == ["bad_message", "unknown_action", "bad_message"]
+    result = call_tool(
+        live_gateway, org["api_key"], "exec", {"agent": relay.name, "command": "echo still fine"}
+    )
+    assert result.structured_content["stdout"] == "still fine\n"
+
+
+def test_ws_sync_resends_unacknowledged_commands_after_reconnect(live_gateway, connected_relay, monkeypatch):
+    org, relay = connected_relay
+    monkeypatch.setattr(
+        live_gateway.app.state.runtime.commands.settings, "exec_wait_seconds", 0.3, raising=False
+    )
+    relay.ignore_commands = True
+    handle = call_tool(
+        live_gateway, org["api_key"], "exec", {"agent": relay.name, "command": "echo later"}
+    ).structured_content
+    assert handle["status"] == "dispatched"
+    relay.close()
+    relay.ignore_commands = False
+    relay.claims.clear()
+    relay.connect()
+    assert relay.wait_welcome()
+    relay.send({"action": "sync"})
+    wait_for(lambda: relay.claims)
+    assert relay.claims[0]["jti"] == handle["command_id"]
+    done = wait_for(
+        lambda: (
+            (r := live_gateway.stack.store.get_command(org["org_id"], handle["command_id"])).status
+            == "completed"
+            and r
+        )
+    )
+    assert done.stdout == "later\n"
+
+
+def test_ws_disconnect_marks_the_agent_offline(live_gateway, connected_relay):
+    org, relay = connected_relay
+    agent_id = relay.identity["relay_id"]
+    assert live_gateway.stack.store.get_agent(org["org_id"], agent_id).status == "online"
+    relay.close()
+    wait_for(lambda: live_gateway.stack.store.get_agent(org["org_id"], agent_id).status == "offline")
+    assert httpx.get(live_gateway.base_url + "/api/v1/health").status_code == 200
