@@ -116,6 +116,9 @@ def compute(data: ScoreInput) -> tuple[int, list[Contribution]]:
     if data.unmatched_commands and not risky:
         names = ", ".join(sorted(set(data.unmatched_commands))[:4])
         add("unrecognised", UNRECOGNISED_POINTS, f"no rule knows what these programs do: {names}")
+        if benign:
+            # The rest of the line is known-safe work; only the unknown part stays uncertain.
+            add("benign", -min(-BENIGN_DISCOUNT, total), "known-safe: " + ", ".join(sorted({h.id for h in benign})[:4]))
 
     commands = data.parsed.commands
     if any(c.privileged for c in commands):
@@ -133,14 +136,6 @@ def compute(data: ScoreInput) -> tuple[int, list[Contribution]]:
 
     if any(not c.name for c in commands):
         add("dynamic", UNNAMED_COMMAND_POINTS, "a program name is only known at run time")
-
-    if benign and not risky and total > 0:
-        # Known-safe knowledge offsets uncertainty signals, never risky rule hits.
-        add(
-            "benign",
-            -min(-BENIGN_DISCOUNT, total),
-            "known-safe operations: " + ", ".join(sorted({h.id for h in benign})[:4]),
-        )
 
     flags = data.parsed.flags
     if any(c.stdin_is_network and c.name in SHELLS for c in commands):

@@ -283,7 +283,7 @@ def classify_path(word: str, env: PathEnv = PathEnv()) -> frozenset[str]:
         if path == pwd or path.startswith(pwd + "/"):
             path = "." + path[len(pwd) :]
     if path.startswith("$") or path.startswith("`"):
-        return frozenset({"dynamic"})
+        return frozenset({"dynamic"} | _name_classes(path))
 
     relative = not path.startswith("/")
     if relative:

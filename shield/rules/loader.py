@@ -58,7 +58,7 @@ MATCH_KEYS = frozenset(
     }
 )  # fmt: skip
 REDIRECT_KEYS = frozenset({"op_any", "classes_any", "target_re"})
-LINE_KEYS = frozenset({"tags_all", "tags_any", "tags_none"})
+LINE_KEYS = frozenset({"tags_all", "tags_any", "tags_none", "assignment"})
 PACK_KEYS = frozenset({"pack", "description", "defaults", "profiles", "rules"})
 DEFAULT_KEYS = frozenset({"category", "attack", "severity", "decision"})
 PROFILE_KEYS = frozenset({"value_flags", "leading_targets"})
@@ -266,7 +266,14 @@ def compile_pack(data: Any, source: str) -> tuple[str, list[Rule], dict[str, Com
             spec = raw["line"]
             if not isinstance(spec, dict) or not spec or set(spec) - LINE_KEYS:
                 raise v.fail(rule_id, f"`line` accepts only {sorted(LINE_KEYS)}")
-            line = {k: frozenset(_as_list(val)) for k, val in spec.items()}
+            line = {}
+            for key, val in spec.items():
+                if key == "assignment":
+                    if not isinstance(val, dict) or not val:
+                        raise v.fail(rule_id, "line.assignment must map variable names to value regexes")
+                    line[key] = [(str(name), v.regex(regex, rule_id, f"line.assignment.{name}")) for name, regex in val.items()]
+                else:
+                    line[key] = frozenset(_as_list(val))
         points = raw.get("points")
         if points is not None and not isinstance(points, (int, float)):
             raise v.fail(rule_id, "points must be a number")

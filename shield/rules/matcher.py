@@ -404,5 +404,9 @@ def match_parse(ruleset: RuleSet, parsed: ParseResult, env: PathEnv) -> MatchRes
             continue
         if "tags_none" in spec and spec["tags_none"] & result.tags:
             continue
+        if "assignment" in spec and not any(
+            name in parsed.assignments and regex.search(parsed.assignments[name]) for name, regex in spec["assignment"]
+        ):
+            continue
         record(rule, parsed.normalized or parsed.source[:200])
     return result
