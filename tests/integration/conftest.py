@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -358,3 +359,34 @@ def connected_relay(live_gateway: LiveGateway) -> Iterator[tuple[dict[str, Any],
         yield org, relay
     finally:
         relay.close()
+
+
+EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
+
+
+@pytest.fixture
+def load_event():
+    """Load a sample event from events/ (a fresh copy each call, safe to modify)."""
+
+    def load(name: str) -> dict[str, Any]:
+        return json.loads((EVENTS_DIR / name).read_text())
+
+    return load
+
+
+@dataclass
+class FakeLambdaContext:
+    """The attributes of a Lambda context that Powertools' inject_lambda_context reads."""
+
+    function_name: str = "test-function"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
+    aws_request_id: str = field(default_factory=lambda: secrets.token_hex(16))
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
