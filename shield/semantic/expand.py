@@ -29,6 +29,7 @@ MAX_SEGMENTS = 12
 MAX_WORDS_PER_SEGMENT = 96
 # A single "word" this long is an encoded payload, not language.
 PAYLOAD_MIN_CHARS = 40
+ARGUMENT_CACHE_SIZE = 20_000
 
 _TOKEN_RE = re.compile(
     r"""
@@ -52,7 +53,7 @@ _INLINE_COMMAND_FLAGS = {
 _ASSIGNMENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _NUMBER_RE = re.compile(r"^\d+[smhd]?$")
 _IP_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}(:\d+)?$")
-_URL_RE = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<host>[^/:?#]*)(?::\d+)?(?P<path>[^?#]*)", re.I)
+_URL_RE = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<host>[^/:?#]*)(?::\d+)?(?P<path>[^?#]*)", re.IGNORECASE)
 _SPLIT_WORD_RE = re.compile(r"[A-Za-z]+|\d+")
 _HOME_RE = re.compile(r"^(\$\{HOME\}|\$HOME|/root|/home/[^/]+)(?=/|$)")
 
@@ -69,31 +70,31 @@ class Glossary:
     patterns: list[tuple[re.Pattern[str], str]] = field(default_factory=list)
 
     @classmethod
-    def load(cls, path: Path = GLOSSARY_PATH) -> "Glossary":
+    def load(cls, path: Path = GLOSSARY_PATH) -> Glossary:
         """Read and validate a glossary file.
 
         Raises:
             OSError: the file cannot be read.
             ValueError: the file is not a mapping of the expected sections.
         """
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return cls.from_mapping(data)
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        return cls.from_mapping(yaml.load(path.read_text(encoding="utf-8"), Loader=loader))
 
     @classmethod
-    def from_mapping(cls, data: Any) -> "Glossary":
+    def from_mapping(cls, data: Any) -> Glossary:
         if not isinstance(data, dict):
-            raise ValueError("glossary: top level must be a mapping")
+            raise ValueError("glossary: top level must be a mapping")  # noqa: TRY004 - bad data
 
         def section(name: str) -> dict[str, Any]:
             value = data.get(name) or {}
             if not isinstance(value, dict):
-                raise ValueError(f"glossary: section {name!r} must be a mapping")
+                raise ValueError(f"glossary: section {name!r} must be a mapping")  # noqa: TRY004 - bad data
             return value
 
         flags: dict[str, dict[str, str]] = {}
         for command, table in section("flags").items():
             if not isinstance(table, dict):
-                raise ValueError(f"glossary: flags of {command!r} must be a mapping")
+                raise ValueError(f"glossary: flags of {command!r} must be a mapping")  # noqa: TRY004 - bad data
             flags[str(command)] = {str(k): str(v or "") for k, v in table.items()}
         patterns = []
         for regex, words in section("patterns").items():
@@ -116,9 +117,14 @@ class Expander:
 
     def __init__(self, glossary: Glossary) -> None:
         self._glossary = glossary
-        # Longest prefix first, so "/etc/shadow" wins over "/etc".
-        self._paths = sorted(glossary.paths.items(), key=lambda item: len(item[0]), reverse=True)
+        self._paths = {key.rstrip("/") or "/": words for key, words in glossary.paths.items()}
+        # Device names are prefixes of a name, not of a path ("/dev/sd" covers "/dev/sdb1").
+        self._device_prefixes = sorted(
+            (key for key in glossary.paths if key.startswith("/dev/")), key=len, reverse=True
+        )
         self._generic_flags = glossary.flags.get("*", {})
+        # Commands reuse few words: remember each (word, command) rewrite, bounded.
+        self._argument_cache: dict[tuple[str, str], str] = {}
 
     def expand(self, command: str) -> str:
         """The whole command as one line of words."""
@@ -151,6 +157,8 @@ class Expander:
                 if expect_command:
                     current = ""
                 continue
+            if expect_command and current in _WRAPPERS and (word.startswith("-") or _NUMBER_RE.match(word)):
+                continue  # a wrapper's own options: "timeout 5", "nice -n 10", "sudo -u x"
             if expect_command and not _ASSIGNMENT_RE.match(word) and not word.startswith("-"):
                 current = self._command_name(word)
                 described = self._command_words(current)
@@ -160,13 +168,18 @@ class Expander:
                 self._emit(segments[-1], described)
                 expect_command = current in _WRAPPERS
                 continue
-            if expect_command and current in _WRAPPERS and (word.startswith("-") or _NUMBER_RE.match(word)):
-                continue
             if expect_command and _ASSIGNMENT_RE.match(word):
                 name, _, value = word.partition("=")
                 self._emit(segments[-1], "set " + self._split_words(name) + " " + self._argument(value, current))
                 continue
-            self._emit(segments[-1], self._argument(word, current))
+            key = (word, current)
+            rewritten = self._argument_cache.get(key)
+            if rewritten is None:
+                rewritten = self._argument(word, current)
+                if len(self._argument_cache) >= ARGUMENT_CACHE_SIZE:
+                    self._argument_cache.clear()
+                self._argument_cache[key] = rewritten
+            self._emit(segments[-1], rewritten)
             if _INLINE_COMMAND_FLAGS.get(current) == word or (current in ("python", "python3") and word == "-c"):
                 expect_command = current != "python" and current != "python3"
         rendered = [" ".join(words[:MAX_WORDS_PER_SEGMENT]) for words in segments if words]
@@ -243,20 +256,25 @@ class Expander:
 
     def _path_words(self, word: str) -> str:
         path = _HOME_RE.sub("~", word)
-        meaning = ""
-        for prefix, words in self._paths:
-            if path == prefix or path.startswith(prefix.rstrip("/") + "/") or (
-                prefix.startswith("/dev/") and path.startswith(prefix)
-            ):
-                meaning = words
-                break
-        if not meaning and path.startswith("./"):
-            stripped = path[2:]
-            for prefix, words in self._paths:
-                if stripped == prefix or stripped.startswith(prefix + "/"):
-                    meaning = words
+        return (self._path_meaning(path) + " " + self._split_words(path)).strip()
+
+    def _path_meaning(self, path: str) -> str:
+        """Words of the longest glossary prefix of ``path`` (whole components only)."""
+        for candidate in (path, path[2:] if path.startswith("./") else None):
+            if not candidate:
+                continue
+            for prefix in self._device_prefixes:
+                if candidate.startswith(prefix):
+                    return self._glossary.paths[prefix]
+            probe = candidate.rstrip("/") or "/"
+            while probe:
+                if probe in self._paths:
+                    return self._paths[probe]
+                cut = probe.rfind("/")
+                if cut <= 0:  # "/" itself only names the root, not everything under it
                     break
-        return (meaning + " " + self._split_words(path)).strip()
+                probe = probe[:cut]
+        return ""
 
     @staticmethod
     def _split_words(text: str) -> str:
