@@ -83,6 +83,8 @@ class SimpleCommand:
         obfuscation: evasion techniques seen on the way to this command
             (``"quoting"``, ``"base64"``, ``"var_indirection"``, ``"absolute_path"`` ...).
         background: True when run with ``&``, ``nohup``, ``setsid`` or delayed via at/systemd-run.
+        cwd: the directory the command would run in when the parser knows it (the ``cwd``
+            given to ``parse`` or an earlier ``cd`` in the same input), else None.
     """
 
     name: str
@@ -100,6 +102,7 @@ class SimpleCommand:
     dynamic: bool = False
     obfuscation: list[str] = field(default_factory=list)
     background: bool = False
+    cwd: str | None = None
 
     @property
     def argv(self) -> list[str]:

@@ -1,0 +1,394 @@
+"""Command wrappers: programs that run another command given on their own command line.
+
+``sudo``, ``env``, ``nice``, ``timeout``, ``xargs``, ``find -exec``, ``watch``, ``at`` ...
+hide the command that really runs behind their own options. ``unwrap(name, args)`` says
+which options belong to the wrapper and what it runs: another argv, a shell string, or the
+commands it reads on stdin. It knows nothing of the parse tree, so the same table serves
+the tree-sitter path, the fast path and recursively parsed strings.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+
+ARGV = "argv"  # inner is a list of argv lists, run directly
+SHELL = "shell"  # script is a shell string, parsed recursively
+STDIN = "stdin"  # the wrapper runs commands read from its stdin
+
+
+@dataclass(slots=True)
+class Unwrap:
+    """What a wrapper runs. ``own`` are the wrapper's own arguments (before the inner command)."""
+
+    kind: str
+    own: list[str]
+    inner: list[list[str]] = field(default_factory=list)
+    script: str = ""
+    origin: str | None = None
+    privileged: bool = False
+    background: bool = False
+    assignments: dict[str, str] = field(default_factory=dict)
+    xargs_replace: str | None = None
+    label: str = ""  # wrapper name recorded in SimpleCommand.wrappers
+    render_inner: bool = True  # False when ``own`` already spells out the inner command (find -exec)
+
+
+def _skip_options(
+    args: list[str],
+    short_with_value: str = "",
+    long_with_value: frozenset[str] = frozenset(),
+    *,
+    numeric_ok: bool = False,
+) -> int:
+    """Index of the first non-option argument (after ``--`` if present).
+
+    ``short_with_value`` lists short options that take the next argument when they end a
+    cluster (``-u root``) or the rest of the cluster (``-uroot``).
+    """
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return i + 1
+        if arg.startswith("--"):
+            name = arg[2:].split("=", 1)[0]
+            i += 2 if ("=" not in arg and name in long_with_value) else 1
+            continue
+        if len(arg) > 1 and arg[0] == "-":
+            if numeric_ok and arg[1:].isdigit():
+                i += 1
+                continue
+            takes_next = False
+            for pos in range(1, len(arg)):
+                if arg[pos] in short_with_value:
+                    takes_next = pos == len(arg) - 1
+                    break
+            i += 2 if takes_next else 1
+            continue
+        return i
+    return i
+
+
+def _has_flag(opts: list[str], short: str, long: tuple[str, ...] = ()) -> bool:
+    for arg in opts:
+        if arg.startswith("--"):
+            if arg[2:].split("=", 1)[0] in long:
+                return True
+        elif arg.startswith("-") and any(c in arg[1:] for c in short):
+            return True
+    return False
+
+
+def _option_value(opts: list[str], short: str, long: tuple[str, ...]) -> str | None:
+    """The value of the last occurrence of an option in an option list (``-c X``, ``--command=X``)."""
+    value = None
+    i = 0
+    while i < len(opts):
+        arg = opts[i]
+        if arg.startswith("--"):
+            name, eq, rest = arg[2:].partition("=")
+            if name in long:
+                if eq:
+                    value = rest
+                elif i + 1 < len(opts):
+                    value = opts[i + 1]
+                    i += 1
+        elif arg.startswith("-") and len(arg) > 1 and not arg.startswith("--"):
+            pos = arg.find(short, 1) if short else -1
+            if pos > 0 and all(c.isalpha() for c in arg[1:pos]):
+                if pos < len(arg) - 1:
+                    value = arg[pos + 1 :]
+                elif i + 1 < len(opts):
+                    value = opts[i + 1]
+                    i += 1
+        i += 1
+    return value
+
+
+def _simple(args: list[str], start: int, **kwargs) -> Unwrap | None:
+    if start >= len(args):
+        return None
+    return Unwrap(ARGV, args[:start], [args[start:]], **kwargs)
+
+
+_SUDO_LONG = frozenset(
+    {"user", "group", "prompt", "close-from", "role", "type", "host", "other-user", "command-timeout",
+     "chdir", "chroot"}
+)
+
+
+def _sudo(args: list[str]) -> Unwrap | None:
+    start = _skip_options(args, "ugpCrthUTDR", _SUDO_LONG)
+    own = args[:start]
+    if _has_flag(own, "elvkK", ("edit", "list", "validate", "reset-timestamp", "remove-timestamp")):
+        return None
+    return _simple(args, start, privileged=True)
+
+
+def _su(args: list[str]) -> Unwrap | None:
+    script = _option_value(args, "c", ("command", "session-command"))
+    if script is None:
+        return None
+    return Unwrap(SHELL, list(args), script=script, privileged=True, origin="sh -c")
+
+
+def _runuser(args: list[str]) -> Unwrap | None:
+    if "--" in args or _has_flag(args[:1], "u", ("user",)):
+        start = _skip_options(args, "ugGsw", frozenset({"user", "group", "supp-group", "shell"}))
+        return _simple(args, start, privileged=True)
+    return _su(args)
+
+
+def _env(args: list[str]) -> Unwrap | None:
+    i = 0
+    assignments: dict[str, str] = {}
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            i += 1
+            break
+        if arg in ("-S", "--split-string") or arg.startswith("--split-string=") or (
+            arg.startswith("-S") and len(arg) > 2
+        ):
+            if arg.startswith("--split-string="):
+                text = arg.split("=", 1)[1]
+            elif arg in ("-S", "--split-string"):
+                text = args[i + 1] if i + 1 < len(args) else ""
+                i += 1
+            else:
+                text = arg[2:]
+            try:
+                split = shlex.split(text)
+            except ValueError:
+                split = text.split()
+            rest = split + args[i + 1 :]
+            inner = _env(rest)
+            if inner is None:
+                return None
+            inner.own = args[: i + 1] + inner.own
+            inner.assignments = {**assignments, **inner.assignments}
+            return inner
+        if arg.startswith("--"):
+            name = arg[2:].split("=", 1)[0]
+            i += 2 if ("=" not in arg and name in ("unset", "chdir", "default-signal", "block-signal")) else 1
+            continue
+        if arg.startswith("-") and len(arg) > 1:
+            i += 2 if arg[-1] in "uCP" else 1
+            continue
+        if re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", arg):
+            name, _, value = arg.partition("=")
+            assignments[name] = value
+            i += 1
+            continue
+        break
+    if i >= len(args):
+        return None
+    return Unwrap(ARGV, args[:i], [args[i:]], assignments=assignments)
+
+
+def _timeout(args: list[str]) -> Unwrap | None:
+    start = _skip_options(args, "sk", frozenset({"signal", "kill-after"}))
+    # The first operand is the duration.
+    return _simple(args, start + 1)
+
+
+def _command(args: list[str]) -> Unwrap | None:
+    start = _skip_options(args)
+    if _has_flag(args[:start], "vV"):
+        return None  # `command -v rm` only looks the name up
+    return _simple(args, start)
+
+
+def _exec(args: list[str]) -> Unwrap | None:
+    return _simple(args, _skip_options(args, "a"))
+
+
+def _busybox(args: list[str]) -> Unwrap | None:
+    if not args or args[0].startswith("-"):
+        return None
+    return Unwrap(ARGV, [], [args])
+
+
+def _xargs(args: list[str]) -> Unwrap | None:
+    long_values = frozenset(
+        {"arg-file", "delimiter", "max-lines", "max-args", "max-procs", "max-chars", "process-slot-var"}
+    )
+    start = _skip_options(args, "adEILnPs", long_values)
+    replace = _option_value(args[:start], "I", ("replace",))
+    if replace is None and _has_flag(args[:start], "i"):
+        replace = "{}"
+    inner = args[start:] or ["echo"]
+    return Unwrap(ARGV, args[:start], [inner], origin="xargs", xargs_replace=replace)
+
+
+_FIND_EXEC = {"-exec", "-execdir", "-ok", "-okdir"}
+
+
+def _find(args: list[str]) -> Unwrap | None:
+    inners: list[list[str]] = []
+    i = 0
+    first_exec = None
+    while i < len(args):
+        if args[i] in _FIND_EXEC:
+            if first_exec is None:
+                first_exec = i
+            j = i + 1
+            while j < len(args) and args[j] not in (";", "+"):
+                j += 1
+            if j > i + 1:
+                inners.append(args[i + 1 : j])
+            i = j + 1
+            continue
+        i += 1
+    if not inners:
+        return None
+    return Unwrap(ARGV, list(args), inners, origin="find -exec", render_inner=False)
+
+
+def _watch(args: list[str]) -> Unwrap | None:
+    start = _skip_options(args, "nq", frozenset({"interval", "equexit"}))
+    if start >= len(args):
+        return None
+    if _has_flag(args[:start], "x", ("exec",)):
+        return _simple(args, start)
+    return Unwrap(SHELL, args[:start], script=" ".join(args[start:]), origin="sh -c")
+
+
+def _script(args: list[str]) -> Unwrap | None:
+    script = _option_value(args, "c", ("command",))
+    if script is None:
+        return None
+    return Unwrap(SHELL, list(args), script=script, origin="sh -c")
+
+
+def _chroot(args: list[str]) -> Unwrap | None:
+    start = _skip_options(args, "", frozenset({"userspec", "groups"}))
+    return _simple(args, start + 1, privileged=True)
+
+
+def _flock(args: list[str]) -> Unwrap | None:
+    start = _skip_options(args, "Ew", frozenset({"timeout", "conflict-exit-code"}))
+    rest = args[start + 1 :]
+    if not rest:
+        return None
+    if rest[0] in ("-c", "--command") and len(rest) > 1:
+        return Unwrap(SHELL, args[: start + 2], script=rest[1], origin="sh -c")
+    return Unwrap(ARGV, args[: start + 1], [rest])
+
+
+def _at(args: list[str]) -> Unwrap | None:
+    if _has_flag(args, "lrdcf", ("list", "remove")):
+        return None
+    return Unwrap(STDIN, list(args), origin="delayed", background=True)
+
+
+_SYSTEMD_RUN_LONG = frozenset(
+    {"unit", "property", "description", "slice", "uid", "gid", "nice", "setenv", "working-directory",
+     "host", "machine", "on-active", "on-boot", "on-startup", "on-unit-active", "on-unit-inactive",
+     "on-calendar", "on-clock-change", "timer-property", "path-property", "socket-property",
+     "service-type", "expand-environment"}
+)
+
+
+def _systemd_run(args: list[str]) -> Unwrap | None:
+    start = _skip_options(args, "puHME", _SYSTEMD_RUN_LONG)
+    delayed = any(a.startswith("--on-") for a in args[:start])
+    return _simple(args, start, origin="delayed" if delayed else None, background=True)
+
+
+def _parallel(args: list[str]) -> Unwrap | None:
+    start = _skip_options(args, "jPSNnLdIEa", frozenset({"jobs", "sshlogin", "delimiter", "arg-file"}))
+    end = start
+    while end < len(args) and args[end] not in (":::", "::::", ":::+", "::::+"):
+        end += 1
+    if end == start:
+        return Unwrap(STDIN, list(args), origin="xargs")
+    return Unwrap(SHELL, args[:start], script=" ".join(args[start:end]), origin="xargs")
+
+
+def _nsenter(args: list[str]) -> Unwrap | None:
+    return _simple(args, _skip_options(args, "tSGe", frozenset({"target", "setuid", "setgid"})),
+                   privileged=True)
+
+
+def _taskset(args: list[str]) -> Unwrap | None:
+    start = _skip_options(args)
+    if _has_flag(args[:start], "p", ("pid",)):
+        return None
+    return _simple(args, start + 1)
+
+
+def _trap(args: list[str]) -> Unwrap | None:
+    if not args or args[0].startswith("-") or args[0] == "":
+        return None
+    return Unwrap(SHELL, [], script=args[0], origin="delayed")
+
+
+def _skip_then_run(short_with_value: str = "", long_with_value: frozenset[str] = frozenset(), **kw):
+    def unwrap(args: list[str]) -> Unwrap | None:
+        return _simple(args, _skip_options(args, short_with_value, long_with_value, numeric_ok=True), **kw)
+
+    return unwrap
+
+
+_WRAPPERS = {
+    "sudo": _sudo,
+    "doas": _skip_then_run("uC", privileged=True),
+    "pkexec": _skip_then_run("", frozenset({"user"}), privileged=True),
+    "su": _su,
+    "runuser": _runuser,
+    "env": _env,
+    "nice": _skip_then_run("n", frozenset({"adjustment"})),
+    "ionice": _skip_then_run("cnp", frozenset({"class", "classdata"})),
+    "timeout": _timeout,
+    "nohup": _skip_then_run(background=True),
+    "setsid": _skip_then_run(background=True),
+    "disown": _skip_then_run(background=True),
+    "stdbuf": _skip_then_run("ioe", frozenset({"input", "output", "error"})),
+    "time": _skip_then_run("fo", frozenset({"format", "output"})),
+    "command": _command,
+    "builtin": _skip_then_run(),
+    "exec": _exec,
+    "busybox": _busybox,
+    "toybox": _busybox,
+    "xargs": _xargs,
+    "find": _find,
+    "watch": _watch,
+    "script": _script,
+    "chroot": _chroot,
+    "flock": _flock,
+    "at": _at,
+    "batch": _at,
+    "systemd-run": _systemd_run,
+    "parallel": _parallel,
+    "nsenter": _nsenter,
+    "unshare": _skip_then_run("", frozenset({"map-user", "map-group", "setgroups"}), privileged=True),
+    "strace": _skip_then_run("abeEIoOpPsSuUX"),
+    "ltrace": _skip_then_run("aeEnopsSu"),
+    "taskset": _taskset,
+    "chrt": _taskset,
+    "proxychains": _skip_then_run("f"),
+    "proxychains4": _skip_then_run("f"),
+    "torsocks": _skip_then_run("aPpu"),
+    "tsocks": _skip_then_run(),
+    "unbuffer": _skip_then_run(),
+    "caffeinate": _skip_then_run("tw"),
+    "firejail": _skip_then_run(),
+    "coproc": _skip_then_run(background=True),
+    "trap": _trap,
+}
+
+WRAPPER_NAMES = frozenset(_WRAPPERS)
+
+
+def unwrap(name: str, args: list[str]) -> Unwrap | None:
+    """What the wrapper ``name`` runs given ``args``, or None when it runs nothing (or is no wrapper)."""
+    handler = _WRAPPERS.get(name)
+    if handler is None:
+        return None
+    result = handler(args)
+    if result is not None and not result.label:
+        result.label = name
+    return result
