@@ -3,6 +3,7 @@ local API Gateway emulation → fake relay (websockets) → result back, against
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import anyio
@@ -135,9 +136,8 @@ def test_exec_on_an_offline_agent_fails_clearly_and_queues_nothing(live_gateway,
 def test_exec_that_outlives_the_wait_returns_a_handle_to_poll(live_gateway, connected_relay, monkeypatch):
     org, relay = connected_relay
     # Shorten the bound the exec service waits (the relay never answers "hang").
-    monkeypatch.setattr(
-        live_gateway.app.state.runtime.commands.settings, "exec_wait_seconds", 0.3, raising=False
-    )
+    commands = live_gateway.app.state.runtime.commands
+    monkeypatch.setattr(commands, "settings", dataclasses.replace(commands.settings, exec_wait_seconds=0.3))
     result = call_tool(live_gateway, org["api_key"], "exec", {"agent": relay.name, "command": "hang forever"})
     assert result.is_error is False
     handle = result.structured_content
@@ -278,9 +278,8 @@ def test_ws_bad_messages_get_errors_and_change_nothing(live_gateway, connected_r
 
 def test_ws_sync_resends_unacknowledged_commands_after_reconnect(live_gateway, connected_relay, monkeypatch):
     org, relay = connected_relay
-    monkeypatch.setattr(
-        live_gateway.app.state.runtime.commands.settings, "exec_wait_seconds", 0.3, raising=False
-    )
+    commands = live_gateway.app.state.runtime.commands
+    monkeypatch.setattr(commands, "settings", dataclasses.replace(commands.settings, exec_wait_seconds=0.3))
     relay.ignore_commands = True
     handle = call_tool(
         live_gateway, org["api_key"], "exec", {"agent": relay.name, "command": "echo later"}
