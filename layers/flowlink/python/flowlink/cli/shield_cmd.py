@@ -85,8 +85,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument(
         "--semantic",
         action=argparse.BooleanOptionalAction,
-        default=None,
-        help="run level 2 (semantic intent); default: the engine's default",
+        default=True,
+        help="run level 2 (semantic intent); on by default, --no-semantic for rules and score only",
     )
     check.set_defaults(func=_run_check)
 
@@ -176,10 +176,10 @@ def _run_check(args: argparse.Namespace) -> int:
     return EXIT_FOR_DECISION[verdict.decision]
 
 
-def _engine(semantic: bool | None):
+def _engine(semantic: bool):
     from shield.engine import Shield
 
-    return Shield() if semantic is None else Shield(semantic=semantic)
+    return Shield(semantic=semantic)
 
 
 def _parse(cmd: str, context: Context) -> ParseResult:
@@ -364,7 +364,9 @@ def _explain(verdict: Verdict, cmd: str, engine: Any, context: Context | None) -
         lines.append(f"    - {rule.id} [{rule.severity}, ATT&CK {rule.attack}, pack {rule.pack}]")
         lines.append(f"      {_one_line(rule.explanation, 300)}")
     lines.append("  intents (semantic, level 2):")
-    if "semantic" not in verdict.levels_run and not verdict.intents:
+    if "semantic:unavailable" in verdict.levels_run:
+        lines.append("    (level 2 requested but the model is not installed)")
+    elif "semantic" not in verdict.levels_run and not verdict.intents:
         lines.append("    (level 2 did not run)")
     elif not verdict.intents:
         lines.append("    (no intent close enough)")
