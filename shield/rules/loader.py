@@ -102,18 +102,21 @@ class RuleSet:
     by_name: dict[str, list[Rule]] = field(default_factory=dict)
     by_prefix: list[tuple[str, Rule]] = field(default_factory=list)
     generic: list[Rule] = field(default_factory=list)
+    redirect_only: list[Rule] = field(default_factory=list)  # generic rules that need a redirect
     line_rules: list[Rule] = field(default_factory=list)
     profiles: dict[str, CommandProfile] = field(default_factory=dict)
     leading_targets: frozenset[str] = frozenset()
     packs: list[str] = field(default_factory=list)
 
-    def candidates(self, name: str) -> list[Rule]:
+    def candidates(self, name: str, has_redirects: bool = True) -> list[Rule]:
         """Rules that may match a command called ``name`` (indexed ones first, then generic)."""
         found = list(self.by_name.get(name, ()))
         for prefix, rule in self.by_prefix:
             if name.startswith(prefix):
                 found.append(rule)
         found.extend(self.generic)
+        if has_redirects:
+            found.extend(self.redirect_only)
         return found
 
 
@@ -173,6 +176,11 @@ class _Validator:
                 out[key] = [(str(name), frozenset(_as_list(classes))) for name, classes in value.items()]
             elif key == "subcommand":
                 out[key] = [tuple(_word_matcher(w) for w in str(alt).split()) for alt in _as_list(value)]
+            elif key == "command":
+                names = [str(n) for n in _as_list(value)]
+                out[key] = frozenset(n for n in names if not n.endswith("*"))
+                out["command_prefixes"] = tuple(n[:-1] for n in names if n.endswith("*"))
+                out["_index"] = frozenset(names)
             elif key in ("privileged", "background", "dynamic", "stdin_network", "self_pipe", "has_stdin"):
                 if not isinstance(value, bool):
                     raise self.fail(rule_id, f"{path}.{key} must be true or false")
@@ -200,6 +208,29 @@ def _word_matcher(word: str) -> tuple[frozenset[str], re.Pattern[str] | None]:
     if "*" in word and word != "*":
         return options, re.compile("^(?:" + "|".join(fnmatch.translate(o) for o in options) + ")")
     return options, None
+
+
+def _index_names(match: dict[str, Any]) -> frozenset[str] | None:
+    """Command names a match can only hold for, or None when it may hold for any command.
+
+    Used to index rules by name so matching a command skips rules about other programs;
+    ``any`` alternatives contribute the union of their names, ``all`` the first known set.
+    """
+    if "command" in match:
+        return match["_index"]
+    if "any" in match:
+        found: set[str] = set()
+        for alternative in match["any"]:
+            names = _index_names(alternative)
+            if names is None:
+                return None
+            found |= names
+        return frozenset(found)
+    for sub in match.get("all", ()):
+        names = _index_names(sub)
+        if names is not None:
+            return names
+    return None
 
 
 def compile_pack(data: Any, source: str) -> tuple[str, list[Rule], dict[str, CommandProfile], set[str]]:
@@ -259,7 +290,7 @@ def compile_pack(data: Any, source: str) -> tuple[str, list[Rule], dict[str, Com
         prefixes: tuple[str, ...] = ()
         if has_match:
             match = v.compile_match(raw["match"], rule_id)
-            commands = sorted(match.get("command", ()))
+            commands = sorted(_index_names(match) or ())
             names = tuple(c for c in commands if not c.endswith("*"))
             prefixes = tuple(c[:-1] for c in commands if c.endswith("*"))
         else:
@@ -317,7 +348,10 @@ def build_ruleset(documents: list[tuple[str, Any]]) -> RuleSet:
                 ruleset.line_rules.append(rule)
                 continue
             if not rule.commands and not rule.prefixes:
-                ruleset.generic.append(rule)
+                if rule.match is not None and set(rule.match) <= {"redirect"}:
+                    ruleset.redirect_only.append(rule)
+                else:
+                    ruleset.generic.append(rule)
             for name in rule.commands:
                 ruleset.by_name.setdefault(name, []).append(rule)
             for prefix in rule.prefixes:

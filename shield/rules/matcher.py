@@ -31,6 +31,7 @@ Pure and deterministic; never raises on odd commands.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,139 +199,223 @@ def _word_ok(matcher: tuple[frozenset[str], Any], word: str) -> bool:
 
 def match_command(match: dict[str, Any], facts: Facts) -> bool:
     """Whether one compiled ``match`` mapping holds for a command."""
-    command = facts.command
+    entry = _COMPILED.get(id(match))
+    if entry is None or entry[0] is not match:
+        entry = (match, _compile(match))
+        _COMPILED[id(match)] = entry
+    return entry[1](facts)
+
+
+# id(match) -> (match, predicate); the match is kept so a recycled id is detected.
+_COMPILED: dict[int, tuple[dict[str, Any], Callable[[Facts], bool]]] = {}
+
+Check = Callable[[Facts, int], bool]
+
+
+def _compile(match: dict[str, Any]) -> Callable[[Facts], bool]:
+    """Turn a match mapping into one predicate that only evaluates the keys it has.
+
+    Cheap checks (name, flags, positionals) run before expensive ones (path classes,
+    hosts, SQL, upstream pipeline), and evaluation stops at the first failing check.
+    """
     names = match.get("command")
-    if names is not None and command.name not in names:
-        if not any(n.endswith("*") and command.name.startswith(n[:-1]) for n in names):
-            return False
-    if "name_re" in match and not match["name_re"].search(command.name):
-        return False
-    if "path_re" in match and not (command.path and match["path_re"].search(command.path)):
-        return False
-    for key in ("privileged", "background", "dynamic", "stdin_network"):
-        if key in match:
-            actual = {
-                "privileged": command.privileged,
-                "background": command.background,
-                "dynamic": command.dynamic,
-                "stdin_network": command.stdin_is_network or any(u.stdin_is_network for u in facts.upstream),
-            }[key]
-            if actual != match[key]:
-                return False
-    if "origin_any" in match and command.origin not in match["origin_any"]:
-        return False
-    if "obfuscation_any" in match and not (set(command.obfuscation) & match["obfuscation_any"]):
-        return False
-    if "wrapper_any" in match and not any(w.split()[0] in match["wrapper_any"] for w in command.wrappers if w):
-        return False
+    prefixes = match.get("command_prefixes", ())
+    alternatives = match.get("subcommand")
+    cheap: list[Check] = []
+    costly: list[Check] = []
 
-    view = facts.view
-    skip = _subcommand_len(match, view)
-    if skip is None:
-        return False
-    if "positional_any" in match and not (set(view.positionals[skip:]) & match["positional_any"]):
-        return False
-    if "positional_re" in match and not any(match["positional_re"].search(p) for p in view.positionals[skip:]):
-        return False
-    if "positional_none_re" in match and any(match["positional_none_re"].search(p) for p in view.positionals[skip:]):
-        return False
-    count = len(view.positionals) - skip
-    if "positionals_max" in match and count > match["positionals_max"]:
-        return False
-    if "positionals_min" in match and count < match["positionals_min"]:
-        return False
+    def key(name: str) -> Any:
+        return match[name]
+
+    if "name_re" in match:
+        regex = key("name_re")
+        cheap.append(lambda f, s: bool(regex.search(f.command.name)))
+    if "path_re" in match:
+        regex_p = key("path_re")
+        cheap.append(lambda f, s: bool(f.command.path and regex_p.search(f.command.path)))
+    for flag_key, attribute in (("privileged", "privileged"), ("background", "background"), ("dynamic", "dynamic")):
+        if flag_key in match:
+            wanted = match[flag_key]
+            cheap.append(lambda f, s, a=attribute, w=wanted: getattr(f.command, a) == w)
+    if "stdin_network" in match:
+        wanted_net = match["stdin_network"]
+        cheap.append(
+            lambda f, s: (f.command.stdin_is_network or any(u.stdin_is_network for u in f.upstream)) == wanted_net
+        )
+    if "origin_any" in match:
+        origins = key("origin_any")
+        cheap.append(lambda f, s: f.command.origin in origins)
+    if "obfuscation_any" in match:
+        techniques = key("obfuscation_any")
+        cheap.append(lambda f, s: not techniques.isdisjoint(f.command.obfuscation))
+    if "wrapper_any" in match:
+        wrappers = key("wrapper_any")
+        cheap.append(lambda f, s: any(w.split()[0] in wrappers for w in f.command.wrappers if w.strip()))
+    if "positional_any" in match:
+        words = key("positional_any")
+        cheap.append(lambda f, s: not words.isdisjoint(f.view.positionals[s:]))
+    if "positional_re" in match:
+        regex_pos = key("positional_re")
+        cheap.append(lambda f, s: any(regex_pos.search(p) for p in f.view.positionals[s:]))
+    if "positional_none_re" in match:
+        regex_none = key("positional_none_re")
+        cheap.append(lambda f, s: not any(regex_none.search(p) for p in f.view.positionals[s:]))
+    if "positionals_max" in match:
+        most = key("positionals_max")
+        cheap.append(lambda f, s: len(f.view.positionals) - s <= most)
+    if "positionals_min" in match:
+        least = key("positionals_min")
+        cheap.append(lambda f, s: len(f.view.positionals) - s >= least)
     for group in match.get("flags_all", ()):
-        if not (view.flags & group):
-            return False
-    if "flags_any" in match and not (view.flags & match["flags_any"]):
-        return False
-    if "flags_none" in match and view.flags & match["flags_none"]:
-        return False
-    for flags, regex in match.get("flag_value", ()):
-        if not any(regex.search(value) for flag in flags for value in view.values.get(flag, ())):
-            return False
-    if "args_re" in match and not any(match["args_re"].search(a) for a in command.args):
-        return False
-    if "args_none_re" in match and any(match["args_none_re"].search(a) for a in command.args):
-        return False
-
-    if "targets_any" in match or "targets_all" in match or "targets_none" in match:
-        targets = facts.targets(skip)
-        if "targets_any" in match and not any(classes & match["targets_any"] for _, classes in targets):
-            return False
-        if "targets_all" in match and (
-            not targets or not all(classes & match["targets_all"] for _, classes in targets)
-        ):
-            return False
-        if "targets_none" in match and any(classes & match["targets_none"] for _, classes in targets):
-            return False
-    for operand, classes in match.get("operand_class", ()):
-        prefix = operand + "="
-        values = [a[len(prefix) :] for a in command.args if a.startswith(prefix)]
-        values += view.values.get("--" + operand, [])
-        if not any(classify_path(v, facts.env) & classes for v in values):
-            return False
-
-    if "hosts_any" in match and not any(cls in match["hosts_any"] for _, cls in facts.hosts):
-        return False
-    if "hosts_none" in match and any(cls in match["hosts_none"] for _, cls in facts.hosts):
-        return False
-
-    if "redirect" in match and not _redirect_matches(match["redirect"], facts):
-        return False
-    if "redirect_none" in match and _redirect_matches(match["redirect_none"], facts):
-        return False
-
-    if "stdin_from" in match and not any(u.name in match["stdin_from"] for u in facts.upstream):
-        return False
+        cheap.append(lambda f, s, g=group: not g.isdisjoint(f.view.flags))
+    if "flags_any" in match:
+        flags_any = key("flags_any")
+        cheap.append(lambda f, s: not flags_any.isdisjoint(f.view.flags))
+    if "flags_none" in match:
+        flags_none = key("flags_none")
+        cheap.append(lambda f, s: flags_none.isdisjoint(f.view.flags))
+    for flags, regex_v in match.get("flag_value", ()):
+        cheap.append(
+            lambda f, s, fl=flags, r=regex_v: any(r.search(v) for flag in fl for v in f.view.values.get(flag, ()))
+        )
+    if "args_re" in match:
+        regex_a = key("args_re")
+        cheap.append(lambda f, s: any(regex_a.search(a) for a in f.command.args))
+    if "args_none_re" in match:
+        regex_an = key("args_none_re")
+        cheap.append(lambda f, s: not any(regex_an.search(a) for a in f.command.args))
+    if "stdin_from" in match:
+        upstream_names = key("stdin_from")
+        cheap.append(lambda f, s: any(u.name in upstream_names for u in f.upstream))
     if "self_pipe" in match:
-        recursive = bool(command.name) and any(u.name == command.name for u in facts.upstream)
-        if recursive != match["self_pipe"]:
-            return False
+        wanted_self = match["self_pipe"]
+        cheap.append(
+            lambda f, s: (bool(f.command.name) and any(u.name == f.command.name for u in f.upstream)) == wanted_self
+        )
     if "has_stdin" in match:
-        fed = bool(facts.upstream or command.stdin_text or command.stdin_is_network
-                   or any(r.op in _HEREDOC_OPS or r.op == "<" for r in command.redirects))
-        if fed != match["has_stdin"]:
-            return False
-    if "stdin_from_hosts_any" in match:
-        wanted = match["stdin_from_hosts_any"]
-        if not any(cls in wanted for u in facts.upstream for _, cls in hosts_in(u)):
-            return False
-    if "stdin_from_targets_any" in match:
-        wanted = match["stdin_from_targets_any"]
-        found = False
-        for upstream in facts.upstream:
-            upstream_facts = Facts(upstream, facts.ruleset, facts.env)
-            if any(classes & wanted for _, classes in upstream_facts.targets(0)):
-                found = True
-                break
-            if any(classify_path(r.target, facts.env) & wanted for r in upstream.redirects if r.op == "<"):
-                found = True
-                break
-        if not found:
-            return False
-    if "stdin_from_re" in match and not any(
-        match["stdin_from_re"].search(a) for u in facts.upstream for a in u.argv
-    ):
-        return False
+        wanted_stdin = match["has_stdin"]
+        cheap.append(lambda f, s: _has_stdin(f) == wanted_stdin)
+    if "stdin_from_re" in match:
+        regex_up = key("stdin_from_re")
+        cheap.append(lambda f, s: any(regex_up.search(a) for u in f.upstream for a in u.argv))
     if "stdin_text_re" in match:
-        texts = [command.stdin_text or ""] + [r.target for r in command.redirects if r.op in _HEREDOC_OPS]
-        if not any(match["stdin_text_re"].search(t) for t in texts if t):
-            return False
-    if "sql_any" in match and not (facts.sql & match["sql_any"]):
-        return False
-    if "sql_none" in match and facts.sql & match["sql_none"]:
-        return False
-    if "code_re" in match and not match["code_re"].search(facts.script):
-        return False
+        regex_t = key("stdin_text_re")
+        cheap.append(lambda f, s: any(regex_t.search(t) for t in _stdin_texts(f.command)))
 
-    if "any" in match and not any(match_command(sub, facts) for sub in match["any"]):
-        return False
-    if "all" in match and not all(match_command(sub, facts) for sub in match["all"]):
-        return False
-    if "not" in match and match_command(match["not"], facts):
-        return False
-    return True
+    if "targets_any" in match:
+        classes_any = key("targets_any")
+        costly.append(lambda f, s: any(not classes_any.isdisjoint(c) for _, c in f.targets(s)))
+    if "targets_all" in match:
+        classes_all = key("targets_all")
+        costly.append(lambda f, s: _all_targets(f.targets(s), classes_all))
+    if "targets_none" in match:
+        classes_none = key("targets_none")
+        costly.append(lambda f, s: all(classes_none.isdisjoint(c) for _, c in f.targets(s)))
+    for operand, classes in match.get("operand_class", ()):
+        costly.append(lambda f, s, o=operand, c=classes: _operand_has_class(f, o, c))
+    if "hosts_any" in match:
+        hosts_any = key("hosts_any")
+        costly.append(lambda f, s: any(cls in hosts_any for _, cls in f.hosts))
+    if "hosts_none" in match:
+        hosts_none = key("hosts_none")
+        costly.append(lambda f, s: not any(cls in hosts_none for _, cls in f.hosts))
+    if "redirect" in match:
+        spec = key("redirect")
+        costly.append(lambda f, s: _redirect_matches(spec, f))
+    if "redirect_none" in match:
+        spec_none = key("redirect_none")
+        costly.append(lambda f, s: not _redirect_matches(spec_none, f))
+    if "stdin_from_hosts_any" in match:
+        wanted_hosts = key("stdin_from_hosts_any")
+        costly.append(lambda f, s: any(cls in wanted_hosts for u in f.upstream for _, cls in hosts_in(u)))
+    if "stdin_from_targets_any" in match:
+        wanted_targets = key("stdin_from_targets_any")
+        costly.append(lambda f, s: _upstream_reads(f, wanted_targets))
+    if "sql_any" in match:
+        sql_any = key("sql_any")
+        costly.append(lambda f, s: not sql_any.isdisjoint(f.sql))
+    if "sql_none" in match:
+        sql_none = key("sql_none")
+        costly.append(lambda f, s: sql_none.isdisjoint(f.sql))
+    if "code_re" in match:
+        regex_c = key("code_re")
+        costly.append(lambda f, s: bool(regex_c.search(f.script)))
+    if "any" in match:
+        # Dispatch alternatives by command name so a command only tries the ones about it.
+        by_name: dict[str, list[dict[str, Any]]] = {}
+        unnamed: list[dict[str, Any]] = []
+        for sub in match["any"]:
+            sub_names = sub.get("command")
+            if sub_names is None or sub.get("command_prefixes"):
+                unnamed.append(sub)
+            else:
+                for sub_name in sub_names:
+                    by_name.setdefault(sub_name, []).append(sub)
+        costly.append(
+            lambda f, s: any(match_command(sub, f) for sub in by_name.get(f.command.name, ()))
+            or any(match_command(sub, f) for sub in unnamed)
+        )
+    if "all" in match:
+        subs_all = list(match["all"])
+        costly.append(lambda f, s: all(match_command(sub, f) for sub in subs_all))
+    if "not" in match:
+        sub_not = match["not"]
+        costly.append(lambda f, s: not match_command(sub_not, f))
+    checks = tuple(cheap + costly)
+
+    def predicate(facts: Facts) -> bool:
+        if names is not None:
+            name = facts.command.name
+            if name not in names and not (prefixes and name.startswith(prefixes)):
+                return False
+        skip = 0
+        if alternatives:
+            found = _subcommand_len(match, facts.view)
+            if found is None:
+                return False
+            skip = found
+        for check in checks:
+            if not check(facts, skip):
+                return False
+        return True
+
+    return predicate
+
+
+def _has_stdin(facts: Facts) -> bool:
+    command = facts.command
+    return bool(
+        facts.upstream
+        or command.stdin_text
+        or command.stdin_is_network
+        or any(r.op in _HEREDOC_OPS or r.op == "<" for r in command.redirects)
+    )
+
+
+def _stdin_texts(command: SimpleCommand) -> list[str]:
+    texts = [command.stdin_text or ""] + [r.target for r in command.redirects if r.op in _HEREDOC_OPS]
+    return [t for t in texts if t]
+
+
+def _all_targets(targets: list[tuple[str, frozenset[str]]], classes: frozenset[str]) -> bool:
+    return bool(targets) and all(not classes.isdisjoint(c) for _, c in targets)
+
+
+def _operand_has_class(facts: Facts, operand: str, classes: frozenset[str]) -> bool:
+    prefix = operand + "="
+    values = [a[len(prefix) :] for a in facts.command.args if a.startswith(prefix)]
+    values += facts.view.values.get("--" + operand, [])
+    return any(not classes.isdisjoint(classify_path(v, facts.env)) for v in values)
+
+
+def _upstream_reads(facts: Facts, wanted: frozenset[str]) -> bool:
+    for upstream in facts.upstream:
+        upstream_facts = Facts(upstream, facts.ruleset, facts.env)
+        if any(not wanted.isdisjoint(classes) for _, classes in upstream_facts.targets(0)):
+            return True
+        if any(not wanted.isdisjoint(classify_path(r.target, facts.env)) for r in upstream.redirects if r.op == "<"):
+            return True
+    return False
 
 
 def _redirect_matches(spec: dict[str, Any], facts: Facts) -> bool:
@@ -388,7 +473,7 @@ def match_parse(ruleset: RuleSet, parsed: ParseResult, env: PathEnv) -> MatchRes
 
     for index, command in enumerate(parsed.commands):
         facts = Facts(command, ruleset, env)
-        for rule in ruleset.candidates(command.name):
+        for rule in ruleset.candidates(command.name, bool(command.redirects)):
             if rule.id in seen and not rule.tags and index in result.matched_commands:
                 continue
             assert rule.match is not None
