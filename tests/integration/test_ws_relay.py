@@ -4,6 +4,7 @@ local API Gateway emulation → fake relay (websockets) → result back, against
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 
 import anyio
@@ -310,3 +311,46 @@ def test_ws_disconnect_marks_the_agent_offline(live_gateway, connected_relay):
     relay.close()
     wait_for(lambda: live_gateway.stack.store.get_agent(org["org_id"], agent_id).status == "offline")
     assert httpx.get(live_gateway.base_url + "/api/v1/health").status_code == 200
+
+
+def _audit_records(org_id: str) -> list[dict]:
+    from flowlink import audit
+    from flowlink.audit.store import item_to_record
+
+    store = audit.default_store()
+    # Each stored item carries the canonical event (kind, actor, fields) as JSON text.
+    return [json.loads(item_to_record(item)["event"]) for item in store.iter_items(org_id)]
+
+
+def test_exec_writes_audit_events_with_output_digests_never_output(live_gateway, connected_relay):
+    org, relay = connected_relay
+    call_tool(
+        live_gateway, org["api_key"], "exec", {"agent": relay.name, "command": "echo top-secret-output"}
+    )
+    call_tool(live_gateway, org["api_key"], "exec", {"agent": relay.name, "command": "rm -rf /"})
+
+    def completed_trail():
+        records = _audit_records(org["org_id"])
+        return records if any(r["kind"] == "exec.completed" for r in records) else None
+
+    records = wait_for(completed_trail)
+    kinds = [r["kind"] for r in records]
+    for kind in (
+        "key.created",
+        "relay.enrolled",
+        "relay.connected",
+        "exec.dispatched",
+        "exec.completed",
+        "exec.denied",
+    ):
+        assert kind in kinds
+    completed = next(r for r in records if r["kind"] == "exec.completed")
+    fields = completed["fields"]
+    assert fields["command"] == "echo top-secret-output" and fields["exit_code"] == 0
+    assert fields["stdout_length"] == len("top-secret-output\n") and len(fields["stdout_sha256"]) == 64
+    assert fields["requested_by"] and fields["gateway_decision"] == "auto"
+    assert "top-secret-output\n" not in json.dumps([r["fields"] for r in records])
+    dispatched = next(r for r in records if r["kind"] == "exec.dispatched")
+    assert dispatched["actor"]["key_id"] == dispatched["fields"]["key_id"]
+    assert next(r for r in records if r["kind"] == "exec.denied")["fields"]["decision"] == "deny"
+    assert _audit_records(live_gateway.stack.org("globex")["org_id"])[0]["kind"] == "key.created"
