@@ -1,0 +1,80 @@
+"""Tamper-evident audit trail of FlowLink (RFC-002 layer 1 and the Merkle log).
+
+The one write entry point is ``append_event`` (docs/contracts.md §4); everything else —
+verification, witnesses, proofs, export, queries — reads what it wrote. See docs/audit.md
+for the canonical form, the chain, witnesses, the Merkle log and the export format.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from flowlink.audit.errors import (
+    AuditInputError,
+    AuditMisconfigured,
+    AuditQueryError,
+    AuditWriteError,
+    CheckpointError,
+    ProofError,
+    WitnessError,
+)
+from flowlink.audit.store import AuditStore
+
+__all__ = [
+    "AuditInputError",
+    "AuditMisconfigured",
+    "AuditQueryError",
+    "AuditStore",
+    "AuditWriteError",
+    "CheckpointError",
+    "ProofError",
+    "WitnessError",
+    "append_event",
+    "default_store",
+    "set_default_store",
+]
+
+_default_store: AuditStore | None = None
+_default_lock = threading.Lock()
+
+
+def default_store() -> AuditStore:
+    """The process-wide store, built lazily from ``flowlink.settings.get_settings()``."""
+    global _default_store
+    if _default_store is None:
+        with _default_lock:
+            if _default_store is None:
+                _default_store = AuditStore(on_append=_publish_milestone_witness)
+    return _default_store
+
+
+def set_default_store(store: AuditStore | None) -> None:
+    """Replace the process-wide store (tests and the local stack point it at their tables)."""
+    global _default_store
+    with _default_lock:
+        _default_store = store
+
+
+def append_event(org_id: str, kind: str, fields: dict, *, actor: dict | None = None) -> dict:
+    """Append one event to ``org_id``'s hash chain and return the stored record.
+
+    The record is ``{org_id, seq, ts, kind, actor, fields, prev_hash, chain_hash}``. Safe to
+    call from many processes at once: appends are serialized by a DynamoDB transaction.
+    ``fields`` must never carry plaintext secrets (store digests). Raises AuditInputError for
+    values with no exact JSON form (bytes, NaN, huge ints, non-string keys) or a malformed
+    kind/org id, and AuditWriteError when the chain cannot be extended safely. Reads
+    FLOWLINK_TABLE_PREFIX / AWS_REGION / AWS_ENDPOINT_URL through ``flowlink.settings``.
+    """
+    return default_store().append(org_id, kind, fields, actor=actor)
+
+
+def _publish_milestone_witness(record: dict[str, Any]) -> None:
+    """Every WITNESS_INTERVAL events, publish a witness of the head (if a bucket is configured)."""
+    from flowlink.audit.store import WITNESS_INTERVAL
+
+    if record["seq"] % WITNESS_INTERVAL:
+        return
+    from flowlink.audit import witness
+
+    witness.publish_if_configured(default_store(), record["org_id"])
