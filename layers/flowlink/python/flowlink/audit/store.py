@@ -118,6 +118,43 @@ def item_to_record(item: Mapping[str, Any]) -> dict[str, Any]:
     return record
 
 
+def make_item(
+    org_id: str,
+    head: Head,
+    kind: str,
+    fields: Mapping[str, Any],
+    actor: Mapping[str, Any] | None,
+    ts: str,
+    indexes: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any], list[bytes]]:
+    """The DynamoDB item of the event that follows ``head``: (item, event, new frontier). Pure."""
+    seq = head.size + 1
+    event = build_event(org_id, seq, ts, kind, fields, actor)
+    text = event_text(event)
+    body = text.encode("utf-8")
+    digest = chain_hash(head.chain_hash, body)
+    frontier, levels = merkle.frontier_append(head.frontier, head.size, merkle.leaf_hash(body))
+    item = {
+        "org_id": {"S": org_id},
+        "seq": {"N": str(seq)},
+        "event": {"S": text},
+        "prev_hash": {"S": head.chain_hash},
+        "chain_hash": {"S": digest},
+        "mt": {"S": join_hashes(levels)},
+        "frontier": {"S": join_hashes(frontier)},
+        "kind": {"S": kind},
+        "ts": {"S": ts},
+    }
+    for name, value in (indexes if indexes is not None else index_fields(kind, fields, actor)).items():
+        item[name] = {"S": value}
+    return item, event, frontier
+
+
+def head_after(item: Mapping[str, Any]) -> Head:
+    """The head right after the event ``item`` (as built by ``make_item``)."""
+    return Head(int(item["seq"]["N"]), item["chain_hash"]["S"], split_hashes(item["frontier"]["S"]), item["ts"]["S"])
+
+
 class AuditStore:
     """Appends to and reads from the audit table of one stack."""
 
@@ -215,24 +252,8 @@ class AuditStore:
         for attempt in range(MAX_APPEND_ATTEMPTS):
             seq = head.size + 1
             ts = self._clock()
-            event = build_event(org_id, seq, ts, kind, fields, actor)
-            text = event_text(event)
-            body = text.encode("utf-8")
-            digest = chain_hash(head.chain_hash, body)
-            frontier, levels = merkle.frontier_append(head.frontier, head.size, merkle.leaf_hash(body))
-            item = {
-                "org_id": {"S": org_id},
-                "seq": {"N": str(seq)},
-                "event": {"S": text},
-                "prev_hash": {"S": head.chain_hash},
-                "chain_hash": {"S": digest},
-                "mt": {"S": join_hashes(levels)},
-                "frontier": {"S": join_hashes(frontier)},
-                "kind": {"S": kind},
-                "ts": {"S": ts},
-            }
-            for name, value in indexes.items():
-                item[name] = {"S": value}
+            item, event, frontier = make_item(org_id, head, kind, fields, actor, ts, indexes)
+            digest = item["chain_hash"]["S"]
             try:
                 self.client.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(seq)")
             except ClientError as exc:
@@ -312,12 +333,15 @@ class AuditStore:
     ) -> Iterator[dict[str, Any]]:
         """Raw event items of an org with ``start_seq <= seq [<= end_seq]``, in seq order."""
         validate_org_id(org_id)
-        values: dict[str, Any] = {":org": {"S": org_id}, ":start": {"N": str(max(start_seq, 1))}}
+        # From the first event on the lower bound is 0, not 1: a record slipped in at a
+        # fractional key such as 0.5 must be seen by verification (the head, 0, is skipped).
+        lower = 0 if start_seq <= 1 else start_seq
+        values: dict[str, Any] = {":org": {"S": org_id}, ":low": {"N": str(lower)}}
         if end_seq is None:
-            condition = "org_id = :org AND seq >= :start"
+            condition = "org_id = :org AND seq >= :low"
         else:
-            condition = "org_id = :org AND seq BETWEEN :start AND :end"
-            values[":end"] = {"N": str(end_seq)}
+            condition = "org_id = :org AND seq BETWEEN :low AND :high"
+            values[":high"] = {"N": str(end_seq)}
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": condition,
@@ -328,7 +352,9 @@ class AuditStore:
         }
         while True:
             response = self.client.query(**kwargs)
-            yield from response.get("Items", [])
+            for item in response.get("Items", []):
+                if item["seq"]["N"] != str(HEAD_SEQ):
+                    yield item
             last = response.get("LastEvaluatedKey")
             if not last:
                 return
