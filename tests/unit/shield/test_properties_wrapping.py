@@ -248,3 +248,21 @@ def test_properties_engine_org_deny_survives_wrapping(engine, case):
     verdict = engine.analyze(text, Context(policy=ORG_POLICY))
     assert verdict.decision is Decision.DENY, f"{applied}: {text!r} -> {verdict.decision.value}"
     assert verdict.policy_version == ORG_POLICY.version
+
+
+@pytest.fixture(scope="module")
+def semantic_engine():
+    from shield.engine import Shield
+
+    return Shield(semantic=True)
+
+
+@pytest.mark.timeout(300)
+@settings(SETTINGS, max_examples=60)
+@given(case=wrapped_commands())
+def test_properties_engine_with_level_2_wrapping_never_lowers_the_decision(semantic_engine, case):
+    # The CLI's default configuration: the semantic level must not pull a wrapped command down.
+    argv, text, applied = case
+    base = _rank(semantic_engine, _line(argv))
+    wrapped = _rank(semantic_engine, text)
+    assert wrapped >= base, f"{applied}: {text!r} ranks {wrapped} < {base}"
