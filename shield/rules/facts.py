@@ -370,7 +370,12 @@ def classify_path(word: str, env: PathEnv = PathEnv()) -> frozenset[str]:
     if stripped in CRITICAL_FILES:
         classes.add("critical_file")
     if any(stripped == t or stripped.startswith(t + "/") for t in DATA_TREES) and home_dir is None:
-        if stripped not in ("/mnt", "/media", "/opt", "/srv") or norm.endswith("/*"):
+        shallow_tops = ("/mnt", "/media", "/opt", "/srv", "/Volumes")
+        if top in shallow_tops:
+            # /opt/app, /srv/data, /mnt/backups/* are whole data areas; deeper paths are specific dirs.
+            if (stripped != top or norm.endswith("/*")) and depth <= 2:
+                classes.add("data")
+        else:
             classes.add("data")
     if stripped in ("/tmp", "/var/tmp", "/dev/shm") or stripped.startswith(("/tmp/", "/var/tmp/", "/dev/shm/")):
         classes.add("tmp")
