@@ -23,11 +23,7 @@ from dataclasses import dataclass
 
 from shield.model import Context, Contribution, Decision, RuleHit, Verdict
 from shield.policy import PATH_OPERATIONS, Policy, compile_path_glob, default_policy, literal_needle
-
-try:  # the engine owns the version string; fall back until it exists
-    from shield.version import ENGINE_VERSION
-except ImportError:  # pragma: no cover - depends on the engine being installed
-    ENGINE_VERSION = "shield-paths-0.1"
+from shield.version import ENGINE_VERSION
 
 __all__ = ["SENSITIVE_PATHS", "SensitivePath", "check_path", "normalise_path"]
 
