@@ -90,7 +90,8 @@ class CommandJudge:
         analyze: Callable[..., Any] | None = None,
         check_path: Callable[..., Any] | None = None,
     ):
-        """``analyze``/``check_path`` default to ``shield.analyze``/``shield.paths.check_path``,
+        """``analyze``/``check_path`` default to ``shield.Shield(semantic=True).analyze`` and
+        ``shield.paths.check_path``,
         loaded on first use; pass them to judge with another engine (tests, embedding).
         """
         self.relay_id = relay_id
@@ -114,7 +115,8 @@ class CommandJudge:
         self._loaded = True
         try:
             shield = importlib.import_module("shield")
-            self._analyze = shield.analyze
+            # The full engine, level 2 (semantic intent) included: the relay is where it runs.
+            self._analyze = shield.Shield(semantic=True).analyze
             self._check_path = _path_check_function()
         except Exception as exc:  # noqa: BLE001 - any import failure must refuse commands, not crash the relay
             self._load_error = f"relay Shield unavailable: {type(exc).__name__}: {exc}"

@@ -269,6 +269,8 @@ def test_relay_runs_echo_and_returns_the_result(relay, gateway, gateway_key, tmp
     assert result["status"] == "completed", result
     assert (result["stdout"], result["exit_code"], result["truncated"]) == ("hello\n", 0, False)
     assert result["relay_verdict"]["decision"] in ("auto", "soft_ask")
+    # The relay ran the full Shield locally, semantic intent (level 2) included.
+    assert "semantic" in result["relay_verdict"]["levels_run"]
     assert relay.wait_health(lambda h: h["commands_run"] == 1, "commands_run=1")
 
 
