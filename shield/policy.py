@@ -923,8 +923,9 @@ class Policy:
         """
         restrictive: dict[_Rule, str] = {}  # rule -> the command text it matched
         commands = parsed.commands
+        where = _command_cwds(commands, cwd)
 
-        for command in commands:
+        for command, command_cwd in zip(commands, where):
             candidates = list(self._restrictive_by_name.get(command.name, ()))
             for wrapper in _wrapper_names(command):
                 # `Bash(sudo rm:*)` is indexed under sudo but must see the rm that sudo runs.
@@ -932,21 +933,22 @@ class Policy:
             for rule in (*candidates, *self._restrictive_any):
                 if (
                     rule not in restrictive
-                    and rule.in_scope(agent, cwd)
+                    and rule.in_scope(agent, command_cwd)
                     and self._matches_with_wrappers(rule, command)
                 ):
                     restrictive[rule] = _command_text(command)
             if self._path_rules["write"] or self._path_rules["read"]:
                 for redirect in command.redirects:
-                    self._match_redirect(redirect.op, redirect.target, agent, cwd, restrictive)
+                    self._match_redirect(redirect.op, redirect.target, agent, command_cwd, restrictive)
 
         if self._regex_restrictive:
-            texts = [parsed.normalized, *(_command_text(c) for c in commands)]
+            # The whole input is judged from the caller's cwd, each command from its own.
+            texts = [(parsed.normalized, cwd), *((_command_text(c), w) for c, w in zip(commands, where))]
             for rule in self._regex_restrictive:
-                if rule.in_scope(agent, cwd):
-                    hit = next((text for text in texts if text and rule.matches_text(text)), None)
-                    if hit is not None:
-                        restrictive[rule] = hit
+                for text, text_cwd in texts:
+                    if text and rule.in_scope(agent, text_cwd) and rule.matches_text(text):
+                        restrictive[rule] = text
+                        break
 
         if restrictive:
             decision = Decision.strictest(*(rule.action for rule in restrictive))
@@ -1011,8 +1013,8 @@ class Policy:
             return []
         used: dict[_Rule, None] = {}
         wrapped_names = {name for command in parsed.commands for name in _wrapper_names(command)}
-        for command in parsed.commands:
-            rule = self._allow_rule_for(command, agent, cwd)
+        for command, command_cwd in zip(parsed.commands, _command_cwds(parsed.commands, cwd)):
+            rule = self._allow_rule_for(command, agent, command_cwd)
             if rule is None:
                 # A transparent wrapper (timeout, nice, env ...) is covered by the allow of
                 # the command it wraps, which is itself in parsed.commands.
@@ -1071,6 +1073,24 @@ class Policy:
                 reasons=[_reason(allowed[0], f"{operation} {normal}")],
             )
         return PolicyOutcome()
+
+
+_DIRECTORY_CHANGERS = frozenset({"cd", "pushd", "popd", "chdir"})
+
+
+def _command_cwds(commands: list[SimpleCommand], cwd: str | None) -> list[str | None]:
+    """Where each command runs, for path-scoped rules and relative redirections.
+
+    The parser records the directory after earlier ``cd``s (``command.cwd``). When it
+    does not know (``cd $DIR``), and the input changes directory at all, the place is
+    unknown (None), so scoped deny/ask rules apply and scoped allows do not. Without
+    any ``cd``, a command without its own cwd runs in the caller's ``cwd``.
+    """
+    changes_directory = any(command.name in _DIRECTORY_CHANGERS for command in commands)
+    return [
+        command.cwd if command.cwd is not None else (None if changes_directory else cwd)
+        for command in commands
+    ]
 
 
 def _wrapper_names(command: SimpleCommand) -> list[str]:

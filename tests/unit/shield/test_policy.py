@@ -473,3 +473,34 @@ def test_policy_path_prefilter_never_changes_a_match(parts, absolute):
     for rule in default_policy().rules:
         if rule.path_glob is not None:
             assert rule.matches_path(path) is (rule.path_glob.match(path) is not None), (rule.text, path)
+
+
+CWD_SCOPED = """
+deny:
+  - pattern: Bash(terraform apply:*)
+    paths: [/srv/prod]
+allow:
+  - Bash(cd:*)
+  - pattern: Bash(rm:*)
+    paths: [/tmp/scratch]
+"""
+
+
+@pytest.mark.parametrize(
+    ("command", "cwd", "expected"),
+    [
+        ("terraform apply", "/srv/prod/net", Decision.DENY),
+        ("terraform apply", "/home/dev", None),
+        ("cd /srv/prod && terraform apply", "/home/dev", Decision.DENY),  # cd moves it into scope
+        ("cd /srv/prod/../dev && terraform apply", "/home/dev", None),
+        ("cd $SOMEWHERE && terraform apply", "/home/dev", Decision.DENY),  # unknown place: fail closed
+        ("cd /tmp/scratch && rm -rf build", "/home/dev", Decision.AUTO),
+        ("cd /tmp/scratch; cd /etc; rm -rf x", "/home/dev", None),
+        ("cd $SOMEWHERE && rm -rf build", "/tmp/scratch", None),
+    ],
+)
+def test_policy_path_scopes_follow_cd_within_the_command(command, cwd, expected):
+    from shield.parse import parse
+
+    policy = load_policy(CWD_SCOPED)
+    assert policy.evaluate(parse(command, cwd=cwd), agent=None, cwd=cwd).decision is expected
