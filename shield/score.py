@@ -61,10 +61,13 @@ SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "ash", "fish", "python",
 NETWORK_SHELL_FLOOR = 50
 UNRESOLVED_FLOOR = 35
 PARSE_FLOOR_MARGIN = 5
-SEMANTIC_DENY_CAP = 25
-SEMANTIC_DENY_CONFIDENT = 0.9
-SEMANTIC_DENY_CONFIDENT_CAP = 50
 SEMANTIC_MIN_SIMILARITY = 0.6
+SEMANTIC_DENY_CAP = 25
+SEMANTIC_DENY_CONFIDENT = 0.95
+SEMANTIC_DENY_CONFIDENT_CAP = 55
+SEMANTIC_CORROBORATION_CAP = 10
+SEMANTIC_KNOWN_SAFE_CAP = 8
+SEMANTIC_ASK_MIN = 0.8
 
 
 @dataclass(frozen=True)
@@ -160,21 +163,34 @@ def compute(data: ScoreInput) -> tuple[int, list[Contribution]]:
 
 
 def _add_semantic(data: ScoreInput, add, has_risky_rule: bool, running: int) -> None:
-    """Turn the nearest labelled intents into at most one contribution."""
+    """Turn the nearest labelled intents into at most one contribution.
+
+    The rules are more precise than the embedding, so a deny intent counts fully only for
+    programs no rule recognised: it corroborates risky hits (at most +10), barely moves
+    known-safe commands (at most +8), and only a very close match (>= 0.95) on an
+    unrecognised command can reach the hard-ask band on its own.
+    """
     if not data.intents:
         return
     best = max(data.intents, key=lambda i: (i.similarity, i.intent))
     similarity = best.similarity
     if similarity < SEMANTIC_MIN_SIMILARITY:
         return
+    strength = (similarity - SEMANTIC_MIN_SIMILARITY) / (1 - SEMANTIC_MIN_SIMILARITY)
+    known_safe = not has_risky_rule and not data.unmatched_commands and any(h.suggested == "allow" for h in data.hits)
     if best.risk == "deny":
-        cap = SEMANTIC_DENY_CONFIDENT_CAP if similarity >= SEMANTIC_DENY_CONFIDENT else SEMANTIC_DENY_CAP
-        points = round(cap * (similarity - SEMANTIC_MIN_SIMILARITY) / (1 - SEMANTIC_MIN_SIMILARITY))
         if has_risky_rule:
-            points = min(points, 10)  # the rules already explain it; the intent only corroborates
+            cap = SEMANTIC_CORROBORATION_CAP
+        elif known_safe:
+            cap = SEMANTIC_KNOWN_SAFE_CAP
+        elif similarity >= SEMANTIC_DENY_CONFIDENT:
+            cap = SEMANTIC_DENY_CONFIDENT_CAP
+        else:
+            cap = SEMANTIC_DENY_CAP
+        points = round(cap * strength)
         add(f"semantic:{best.intent}", points, f"resembles '{best.exemplar}' ({similarity:.2f}, deny intent)")
     elif best.risk == "ask":
-        if not has_risky_rule and running < data.soft_ask and similarity >= 0.75:
+        if not has_risky_rule and not known_safe and running < data.soft_ask and similarity >= SEMANTIC_ASK_MIN:
             add(
                 f"semantic:{best.intent}",
                 data.soft_ask - running,
