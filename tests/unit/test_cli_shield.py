@@ -194,6 +194,7 @@ MALFORMED = [
     b'{"cmd": "ls"',
     b'{"cmd": "ls \xff\xfe"}',
     b"null",
+    b'{"cmd": "ls", "cwd": 5}',
 ]
 
 

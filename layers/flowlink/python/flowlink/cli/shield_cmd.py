@@ -226,6 +226,9 @@ def _judge_line(
     cmd = item.get("cmd")
     if not isinstance(cmd, str):
         return error("missing_cmd", "the object needs a string 'cmd' field")
+    for key in ("cwd", "agent"):
+        if key in item and item[key] is not None and not isinstance(item[key], str):
+            return error(f"bad_{key}", f"'{key}' must be a string when given")
     line_context = context
     overrides = {key: item[key] for key in ("cwd", "agent") if isinstance(item.get(key), str)}
     if overrides:
