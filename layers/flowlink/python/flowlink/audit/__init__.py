@@ -20,6 +20,7 @@ from flowlink.audit.errors import (
     WitnessError,
 )
 from flowlink.audit.store import AuditStore
+from flowlink.settings import Settings
 
 __all__ = [
     "AuditInputError",
@@ -32,7 +33,10 @@ __all__ = [
     "WitnessError",
     "append_event",
     "default_store",
+    "query_events",
     "set_default_store",
+    "store_for",
+    "verify_chain",
 ]
 
 _default_store: AuditStore | None = None
@@ -47,6 +51,27 @@ def default_store() -> AuditStore:
             if _default_store is None:
                 _default_store = AuditStore(on_append=_publish_milestone_witness)
     return _default_store
+
+
+_stores: dict[tuple, AuditStore] = {}
+
+
+def store_for(settings: Settings) -> AuditStore:
+    """A cached store for a stack's settings (the gateway's runtime may use its own prefix)."""
+    key = (
+        settings.table_prefix,
+        settings.region,
+        settings.witness_bucket,
+        settings.witness_hmac_key,
+        settings.witness_webhook_url,
+        settings.signing_key_pem,
+        settings.signing_key_file,
+    )
+    with _default_lock:
+        store = _stores.get(key)
+        if store is None:
+            store = _stores[key] = AuditStore(settings=settings, on_append=_publish_milestone_witness)
+        return store
 
 
 def set_default_store(store: AuditStore | None) -> None:
@@ -69,7 +94,21 @@ def append_event(org_id: str, kind: str, fields: dict, *, actor: dict | None = N
     return default_store().append(org_id, kind, fields, actor=actor)
 
 
-def _publish_milestone_witness(record: dict[str, Any]) -> None:
+def verify_chain(org_id: str, **kwargs: Any):
+    """See ``flowlink.audit.integrity.verify_chain`` (returns an IntegrityReport)."""
+    from flowlink.audit.integrity import verify_chain as _verify_chain
+
+    return _verify_chain(org_id, **kwargs)
+
+
+def query_events(org_id: str, **kwargs: Any) -> dict:
+    """See ``flowlink.audit.query.query_events``."""
+    from flowlink.audit.query import query_events as _query_events
+
+    return _query_events(org_id, **kwargs)
+
+
+def _publish_milestone_witness(record: dict[str, Any], store: AuditStore) -> None:
     """Every WITNESS_INTERVAL events, publish a witness of the head (if a bucket is configured)."""
     from flowlink.audit.store import WITNESS_INTERVAL
 
@@ -77,4 +116,4 @@ def _publish_milestone_witness(record: dict[str, Any]) -> None:
         return
     from flowlink.audit import witness
 
-    witness.publish_if_configured(default_store(), record["org_id"])
+    witness.publish_if_configured(store, record["org_id"])

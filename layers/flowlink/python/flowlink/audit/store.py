@@ -165,7 +165,7 @@ class AuditStore:
         settings: Settings | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], str] = utc_now_iso,
-        on_append: Callable[[dict[str, Any]], None] | None = None,
+        on_append: Callable[[dict[str, Any], "AuditStore"], None] | None = None,
     ):
         self._settings = settings
         self._client = client
@@ -293,7 +293,7 @@ class AuditStore:
             }
             if self._on_append is not None:
                 try:
-                    self._on_append(record)
+                    self._on_append(record, self)
                 except Exception:  # the event is committed; a failed side effect must not undo that
                     logger.exception("audit post-append hook failed for org %s seq %s", org_id, seq)
             return record

@@ -23,7 +23,6 @@ import hmac
 import json
 import logging
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, Mapping
 
 import boto3
@@ -37,6 +36,7 @@ from flowlink.audit.canonical import CanonicalizationError, canonical_json
 from flowlink.audit.chain import is_hash, utc_now_iso
 from flowlink.audit.errors import AuditMisconfigured, CheckpointError, WitnessError
 from flowlink.audit.verify import Anchor
+from flowlink.errors import ServiceMisconfigured
 from flowlink.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -59,13 +59,18 @@ def hmac_key(settings: Settings) -> bytes:
 
 
 def signing_key(settings: Settings) -> Ed25519PrivateKey:
-    """The gateway's Ed25519 key (FLOWLINK_SIGNING_KEY or FLOWLINK_SIGNING_KEY_FILE)."""
-    pem = settings.signing_key_pem
-    if not pem and settings.signing_key_file:
-        pem = Path(settings.signing_key_file).read_text()
-    if not pem:
+    """The gateway's Ed25519 key (FLOWLINK_SIGNING_KEY or FLOWLINK_SIGNING_KEY_FILE), the same key
+    relays pin, loaded through ``flowlink.relays.load_signing_key``. Never an ephemeral key: a
+    checkpoint nobody can check later is worthless, so without a setting this raises
+    AuditMisconfigured."""
+    if not (settings.signing_key_pem or settings.signing_key_file):
         raise AuditMisconfigured("FLOWLINK_SIGNING_KEY is not set; checkpoints cannot be signed")
-    return relay_protocol.private_key_from_pem(pem)
+    from flowlink.relays import load_signing_key
+
+    try:
+        return load_signing_key(settings)
+    except ServiceMisconfigured as exc:
+        raise AuditMisconfigured(exc.detail) from exc
 
 
 def key_id(public_key: Ed25519PublicKey | Ed25519PrivateKey) -> str:

@@ -1,0 +1,248 @@
+"""Integration tests of the audit REST API and of tampering done directly in DynamoDB and S3,
+against the suite's moto server and a live gateway."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+
+import boto3
+import httpx
+import pytest
+
+from flowlink import audit, relay_protocol
+from flowlink.audit import merkle, witness
+from flowlink.audit.integrity import verify_chain
+from flowlink.audit.store import AuditStore
+
+pytestmark = pytest.mark.integration
+
+HMAC_KEY = "test-witness-hmac-key"
+
+
+@pytest.fixture
+def witnessed_stack(gateway_stack):
+    """The gateway stack with a witness bucket (Object Lock) and an HMAC key configured."""
+    bucket = "witness-" + secrets.token_hex(4)
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    settings = gateway_stack.configure(FLOWLINK_WITNESS_BUCKET=bucket, FLOWLINK_WITNESS_HMAC_KEY=HMAC_KEY)
+    audit.set_default_store(AuditStore(settings=settings))
+    return gateway_stack
+
+
+def _store(stack) -> AuditStore:
+    return audit.store_for(stack.settings)
+
+
+def _append(stack, org_id: str, count: int) -> list[dict]:
+    store = _store(stack)
+    return [store.append(org_id, "exec.requested", {"n": n, "relay_id": "rly_a", "decision": "auto"},
+                         actor={"key_id": "key_t"}) for n in range(count)]
+
+
+def _dynamodb(stack):
+    return boto3.client("dynamodb", region_name="us-east-1"), stack.settings.table("audit")
+
+
+def _key(org_id: str, seq) -> dict:
+    return {"org_id": {"S": org_id}, "seq": {"N": str(seq)}}
+
+
+def _get(stack, org_id: str, seq) -> dict:
+    client, table = _dynamodb(stack)
+    return client.get_item(TableName=table, Key=_key(org_id, seq), ConsistentRead=True)["Item"]
+
+
+def _put(stack, item: dict) -> None:
+    client, table = _dynamodb(stack)
+    client.put_item(TableName=table, Item=item)
+
+
+def _delete(stack, org_id: str, seq) -> None:
+    client, table = _dynamodb(stack)
+    client.delete_item(TableName=table, Key=_key(org_id, seq))
+
+
+def test_audit_integrity_api_intact_then_names_the_modified_record(witnessed_stack, live_gateway):
+    org = witnessed_stack.org("acme")
+    _append(witnessed_stack, org["org_id"], 3)
+    with live_gateway.admin(org) as client:
+        report = client.get("/api/v1/audit/integrity").json()
+        assert report["intact"] is True and report["length"] >= 6 and report["broken_at"] is None
+        item = _get(witnessed_stack, org["org_id"], 2)
+        item["event"]["S"] = item["event"]["S"].replace('"key.created"', '"key.revoked"')
+        _put(witnessed_stack, item)
+        report = client.get("/api/v1/audit/integrity").json()
+    assert report["intact"] is False and report["broken_at"] == 2 and report["reason"].startswith("modified")
+
+
+def test_audit_integrity_api_requires_a_key(live_gateway):
+    assert httpx.get(live_gateway.base_url + "/api/v1/audit/integrity").status_code == 401
+
+
+def test_audit_verify_empty_log_is_intact_with_length_zero(witnessed_stack):
+    report = verify_chain("org_without_events", store=_store(witnessed_stack))
+    assert (report.intact, report.length, report.broken_at) == (True, 0, None)
+
+
+def test_audit_verify_deleted_record_is_named(witnessed_stack):
+    _append(witnessed_stack, "org_del", 6)
+    _delete(witnessed_stack, "org_del", 3)
+    report = verify_chain("org_del", store=_store(witnessed_stack))
+    assert report.broken_at == 3 and report.reason.startswith("deleted") and report.length == 5
+
+
+def test_audit_verify_inserted_record_is_named(witnessed_stack):
+    _append(witnessed_stack, "org_ins", 5)
+    forged = _get(witnessed_stack, "org_ins", 2)
+    forged["seq"] = {"N": "2.5"}
+    _put(witnessed_stack, forged)
+    report = verify_chain("org_ins", store=_store(witnessed_stack))
+    assert report.broken_at == 2.5 and report.reason.startswith("inserted")
+
+
+def test_audit_verify_reordered_records_are_named(witnessed_stack):
+    _append(witnessed_stack, "org_swap", 5)
+    third, fourth = _get(witnessed_stack, "org_swap", 3), _get(witnessed_stack, "org_swap", 4)
+    third["seq"], fourth["seq"] = {"N": "4"}, {"N": "3"}
+    _put(witnessed_stack, third)
+    _put(witnessed_stack, fourth)
+    report = verify_chain("org_swap", store=_store(witnessed_stack))
+    assert report.broken_at == 3 and report.reason.startswith("reordered")
+
+
+def test_audit_verify_truncated_tail_is_caught_through_the_witness(witnessed_stack):
+    store = _store(witnessed_stack)
+    _append(witnessed_stack, "org_trunc", 5)
+    published = witness.publish(store, "org_trunc")
+    assert published["witness"]["seq"] == 5
+    # The attacker deletes the newest events and rewinds the head hint to cover the tracks.
+    head_at_3 = _get(witnessed_stack, "org_trunc", 3)
+    _delete(witnessed_stack, "org_trunc", 5)
+    _delete(witnessed_stack, "org_trunc", 4)
+    head = _get(witnessed_stack, "org_trunc", 0)
+    head["head_seq"] = {"N": "3"}
+    head["head_hash"] = head_at_3["chain_hash"]
+    head["frontier"] = head_at_3["frontier"]
+    _put(witnessed_stack, head)
+    assert verify_chain("org_trunc", store=store, use_witnesses=False).intact  # a bare chain cannot tell
+    report = verify_chain("org_trunc", store=store)
+    assert not report.intact and report.broken_at == 4 and report.reason.startswith("truncated")
+
+
+def test_audit_witness_cannot_be_overwritten(witnessed_stack):
+    store = _store(witnessed_stack)
+    _append(witnessed_stack, "org_once", 2)
+    assert witness.publish(store, "org_once")["published"] is True
+    assert witness.publish(store, "org_once")["published"] is False
+
+
+def test_audit_forged_witness_and_checkpoint_are_rejected(witnessed_stack):
+    store = _store(witnessed_stack)
+    _append(witnessed_stack, "org_forge", 3)
+    s3 = boto3.client("s3", region_name="us-east-1")
+    bucket = witnessed_stack.settings.witness_bucket
+    forged_witness = witness.sign_snapshot(b"not-the-key", "org_forge", 50, "ab" * 32)
+    s3.put_object(Bucket=bucket, Key=witness.witness_key("org_forge", 50), Body=json.dumps(forged_witness))
+    other_key = relay_protocol.generate_signing_key()
+    forged_checkpoint = witness.sign_checkpoint(other_key, "org_forge", 60, b"\x01" * 32)
+    s3.put_object(Bucket=bucket, Key=witness.checkpoint_key("org_forge", 60), Body=json.dumps(forged_checkpoint))
+    report = verify_chain("org_forge", store=store)
+    assert report.intact and report.length == 3
+    assert len(report.rejected_anchors) == 2
+    assert any("HMAC" in reason for reason in report.rejected_anchors)
+    assert any("signature" in reason for reason in report.rejected_anchors)
+
+
+def test_audit_milestone_publishes_a_witness_every_1000_records(witnessed_stack, monkeypatch):
+    monkeypatch.setattr("flowlink.audit.store.WITNESS_INTERVAL", 4)
+    store = audit.default_store()
+    store._on_append = audit._publish_milestone_witness  # the default store's hook
+    for n in range(9):
+        store.append("org_mile", "read", {"n": n})
+    keys = [o["Key"] for o in boto3.client("s3", region_name="us-east-1").list_objects_v2(
+        Bucket=witnessed_stack.settings.witness_bucket, Prefix="witness/org_mile/").get("Contents", [])]
+    assert keys == [witness.witness_key("org_mile", 4), witness.witness_key("org_mile", 8)]
+
+
+def test_audit_proof_api_inclusion_and_consistency_verify_against_signed_checkpoints(witnessed_stack, live_gateway):
+    org = witnessed_stack.org("proofs")
+    _append(witnessed_stack, org["org_id"], 10)
+    public_key = relay_protocol.public_key_from_pem(
+        relay_protocol.public_key_to_pem(witness.signing_key(witnessed_stack.settings))
+    )
+    with live_gateway.admin(org) as client:
+        proof = client.get("/api/v1/audit/proof/5").json()
+        checkpoint = witness.verify_checkpoint(public_key, proof["checkpoint"], org_id=org["org_id"])
+        assert checkpoint["root"] == proof["root"] and checkpoint["tree_size"] == proof["tree_size"] == 13
+        leaf = merkle.leaf_hash(proof["event"].encode())
+        path = [bytes.fromhex(h) for h in proof["path"]]
+        assert merkle.verify_inclusion(leaf, 4, 13, path, bytes.fromhex(checkpoint["root"]))
+        assert not merkle.verify_inclusion(leaf, 5, 13, path, bytes.fromhex(checkpoint["root"]))
+
+        older = client.get("/api/v1/audit/proof/2", params={"tree_size": 7}).json()
+        assert merkle.verify_inclusion(merkle.leaf_hash(older["event"].encode()), 1, 7,
+                                       [bytes.fromhex(h) for h in older["path"]], bytes.fromhex(older["root"]))
+
+        consistency = client.get("/api/v1/audit/consistency", params={"from": 7, "to": 13}).json()
+        assert consistency["from_root"] == older["root"]
+        assert merkle.verify_consistency(7, 13, bytes.fromhex(consistency["from_root"]),
+                                         bytes.fromhex(consistency["to_root"]),
+                                         [bytes.fromhex(h) for h in consistency["proof"]])
+        assert consistency["to_root"] == checkpoint["root"]
+
+
+@pytest.mark.parametrize(
+    "path, params",
+    [
+        ("/api/v1/audit/proof/0", {}),
+        ("/api/v1/audit/proof/abc", {}),
+        ("/api/v1/audit/proof/999", {}),
+        ("/api/v1/audit/proof/2", {"tree_size": "1"}),
+        ("/api/v1/audit/proof/2", {"tree_size": "-4"}),
+        ("/api/v1/audit/consistency", {"from": "5", "to": "2"}),
+        ("/api/v1/audit/consistency", {"from": "x"}),
+        ("/api/v1/audit/consistency", {"from": "2", "to": "999"}),
+        ("/api/v1/audit/consistency", {}),
+        ("/api/v1/audit/events", {"limit": "0"}),
+        ("/api/v1/audit/events", {"limit": "many"}),
+        ("/api/v1/audit/events", {"since": "2026-11-26T00:00:00Z", "until": "2026-11-25T00:00:00Z"}),
+        ("/api/v1/audit/events", {"since": "yesterday"}),
+        ("/api/v1/audit/events", {"page_token": "not-a-token"}),
+        ("/api/v1/audit/events", {"page_token": base64.urlsafe_b64encode(b'{"v":1,"before":2,"f":"x"}').decode()}),
+    ],
+)
+def test_audit_api_bad_ranges_and_tokens_are_400_with_a_reason(witnessed_stack, live_gateway, path, params):
+    org = witnessed_stack.org("ranges")
+    with live_gateway.admin(org) as client:
+        response = client.get(path, params=params)
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"]
+
+
+def test_audit_events_api_filters_and_pages(witnessed_stack, live_gateway):
+    org = witnessed_stack.org("events")
+    store = _store(witnessed_stack)
+    for n in range(7):
+        store.append(org["org_id"], "exec.requested", {"n": n, "relay_id": "rly_a" if n % 2 else "rly_b",
+                                                       "decision": "deny" if n == 3 else "auto",
+                                                       "command_sha256": f"marker-{n}"})
+    with live_gateway.admin(org) as client:
+        first = client.get("/api/v1/audit/events", params={"agent": "rly_a", "limit": 2}).json()
+        assert [e["fields"]["n"] for e in first["events"]] == [5, 3]
+        assert first["chain"]["length"] == 10
+        second = client.get("/api/v1/audit/events", params={"agent": "rly_a", "limit": 2,
+                                                               "page_token": first["next_page_token"]}).json()
+        assert [e["fields"]["n"] for e in second["events"]] == [1]
+        assert second["next_page_token"] is None
+        denied = client.get("/api/v1/audit/events", params={"decision": "deny", "integrity": "true"}).json()
+        assert [e["fields"]["n"] for e in denied["events"]] == [3] and denied["chain"]["intact"] is True
+        found = client.get("/api/v1/audit/events", params={"text": "MARKER-6"}).json()
+        assert [e["seq"] for e in found["events"]] == [10] and found["events"][0]["hash_ok"] is True
+        # A page token of one query is refused by another.
+        assert client.get("/api/v1/audit/events", params={"agent": "rly_b",
+                                                            "page_token": first["next_page_token"]}).status_code == 400
+    agent_key = httpx.get(live_gateway.base_url + "/api/v1/audit/events",
+                          headers={"Authorization": f"Bearer {org['api_key']}"})
+    assert agent_key.status_code == 403
