@@ -34,7 +34,7 @@ ARGUMENT_CACHE_SIZE = 20_000
 _TOKEN_RE = re.compile(
     r"""
     (?P<op>\|\||&&|>>|<<<|<<|\d?>&\d?|&>|\$\(|<\(|[|;&<>()`{}\n])
-    | (?P<word>[^\s|;&<>()`{}]+)
+    | (?P<word>[^\s|;&<>()`{},]+)  # commas too: brace lists and code arguments are word lists
     """,
     re.VERBOSE,
 )
@@ -55,7 +55,10 @@ _NUMBER_RE = re.compile(r"^\d+[smhd]?$")
 _IP_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}(:\d+)?$")
 _URL_RE = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<host>[^/:?#]*)(?::\d+)?(?P<path>[^?#]*)", re.IGNORECASE)
 _SPLIT_WORD_RE = re.compile(r"[A-Za-z]+|\d+")
-_HOME_RE = re.compile(r"^(\$\{HOME\}|\$HOME|/root|/home/[^/]+)(?=/|$)")
+_HOME_VARIABLE_RE = re.compile(r"\$\{HOME\}|\$HOME\b")
+_BASE64_RE = re.compile(r"^[A-Za-z0-9+/]{12,}={0,2}$")
+_HEX_RE = re.compile(r"^(?:(?:x[0-9a-fA-F]{2}){3,}|[0-9a-fA-F]{16,}|\d{9,})$")
+_HOME_RE = re.compile(r"^(\$\{HOME\}|\$HOME|/root|/home/[A-Za-z0-9._-]+)(?=/|$)")
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,7 @@ class Expander:
         # Quotes and backslashes only group or escape characters; the words inside
         # (an ``sh -c`` string, an SQL statement) are what matters to the model.
         text = text.replace("\\\n", " ").translate(_STRIP_QUOTES)
+        text = _HOME_VARIABLE_RE.sub("~", text)
         segments: list[list[str]] = [[]]
         expect_command = True
         current = ""
@@ -243,7 +247,9 @@ class Expander:
             key, _, value = word.partition("=")
             own = self._glossary.flags.get(command, {})
             return (own.get(key + "=") or self._split_words(key)) + " " + self._argument(value, command)
-        if "/" in word or word.startswith(("~", "$HOME", "${HOME}", ".")):
+        if _looks_encoded(word):
+            return "encoded payload"
+        if "/" in word or word.startswith(("~", ".")):
             return self._path_words(word)
         if len(word) >= PAYLOAD_MIN_CHARS:
             return "encoded payload"
@@ -256,7 +262,17 @@ class Expander:
 
     def _path_words(self, word: str) -> str:
         path = _HOME_RE.sub("~", word)
-        return (self._path_meaning(path) + " " + self._split_words(path)).strip()
+        words = ""
+        if path.startswith("~") and not path.startswith(("~/", "~.")) and len(path) > 1:
+            user, _, rest = path[1:].partition("/")
+            words = f"home directory of user {user.lower()}"
+            path = "~/" + rest if rest else "~"
+        if ".." in path:
+            path, climbed = _collapse_parents(path)
+            if climbed >= 3:
+                words += " climb parent directories up to root filesystem"
+        meaning = self._path_meaning(path)
+        return f"{words} {meaning} {self._split_words(path)}".strip()
 
     def _path_meaning(self, path: str) -> str:
         """Words of the longest glossary prefix of ``path`` (whole components only)."""
@@ -279,6 +295,38 @@ class Expander:
     @staticmethod
     def _split_words(text: str) -> str:
         return " ".join(piece.lower() for piece in _SPLIT_WORD_RE.findall(text)[:12])
+
+
+def _looks_encoded(word: str) -> bool:
+    """Base64, hex or escaped-byte runs: a payload, whatever it decodes to."""
+    if _HEX_RE.match(word):
+        return True
+    if not _BASE64_RE.match(word) or word.startswith("/"):
+        return False
+    uppers = sum(c.isupper() for c in word)
+    lowers = sum(c.islower() for c in word)
+    digits = sum(c.isdigit() for c in word)
+    # Long CamelCase names (AmazonS3ReadOnlyAccess) are not payloads: base64 of text has
+    # a length that is a multiple of 4 or ends with padding, and mixes all three classes.
+    return uppers >= 3 and lowers >= 3 and digits >= 1 and (word.endswith("=") or len(word) % 4 == 0)
+
+
+def _collapse_parents(path: str) -> tuple[str, int]:
+    """``a/../../etc`` -> (``../etc`` with the leading climbs dropped as ``/etc``, climbs)."""
+    parts: list[str] = []
+    climbed = 0
+    for part in path.split("/"):
+        if part == "..":
+            if parts and parts[-1] not in ("", "~", "."):
+                parts.pop()
+            else:
+                climbed += 1
+        elif part != ".":
+            parts.append(part)
+    collapsed = "/".join(parts)
+    if climbed >= 3 and not collapsed.startswith("/"):
+        collapsed = "/" + collapsed.lstrip("/")  # climbing far enough reaches the root
+    return collapsed or "/", climbed
 
 
 _STRIP_QUOTES = str.maketrans({"'": None, '"': None, "\\": None})

@@ -158,7 +158,7 @@ def test_semantic_word_cache_gives_the_tokenizer_ids_of_the_whole_text() -> None
 
 def test_expand_reads_flags_per_command_and_paths_by_prefix() -> None:
     words = default_expander().expand("sudo rm -rf / --no-preserve-root").split()
-    for word in ("remove", "recursive", "force", "root", "filesystem", "privileged"):
+    for word in ("sudo", "remove", "recursive", "force", "root", "filesystem"):
         assert word in words
     disk = default_expander().expand("dd if=/dev/zero of=/dev/sda1 bs=1M").split()
     assert {"block", "device", "disk", "write"} <= set(disk)
@@ -201,6 +201,22 @@ def test_load_exemplars_names_the_intent_at_fault(tmp_path: Path) -> None:
     bad.write_text("intents:\n  wipe:\n    risk: deny\n    exemplars: []\n")
     with pytest.raises(ValueError, match="'wipe'"):
         load_exemplars(bad)
+
+
+DEV_CORPUS = Path(__file__).resolve().parents[4] / "shared" / "corpus" / "commands-dev.jsonl"
+
+
+@pytest.mark.skipif(not DEV_CORPUS.is_file(), reason=f"dev corpus not found at {DEV_CORPUS}")
+def test_semantic_exemplars_are_not_copies_of_the_dev_corpus() -> None:
+    # The dev corpus is the evaluation set: an exemplar equal to one of its commands
+    # would only inflate the measured accuracy.
+    def canonical(text: str) -> str:
+        return " ".join(text.split())
+
+    with DEV_CORPUS.open(encoding="utf-8") as handle:
+        dev = {canonical(json.loads(line)["cmd"]) for line in handle if line.strip()}
+    copies = [e.text for e in load_exemplars() if canonical(e.text) in dev]
+    assert copies == []
 
 
 def test_shipped_intents_cover_every_risk_with_several_exemplars() -> None:
