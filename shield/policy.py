@@ -337,6 +337,26 @@ def literal_needle(pattern: str) -> str:
     return max(runs, key=len, default="")
 
 
+_MAX_LEADING_OPTIONS = 16
+
+
+def _option_prefix_ends(args: list[str]) -> list[int]:
+    """Indexes where a run of leading options could end: after each option, and after
+    the word following an option (it may be that option's value)."""
+    ends = [0]
+    index = 0
+    while index < len(args) and index < _MAX_LEADING_OPTIONS:
+        arg = args[index]
+        if not arg.startswith("-") or arg in ("-", "--"):
+            break
+        ends.append(index + 1)
+        if "=" not in arg and index + 1 < len(args) and not args[index + 1].startswith("-"):
+            ends.append(index + 2)
+            index += 1
+        index += 1
+    return ends
+
+
 def _split_flags(args: Iterable[str]) -> tuple[list[str], set[str]]:
     """Split argv words from flags; short clusters (``-rf``) become single letters."""
     words: list[str] = []
@@ -487,14 +507,24 @@ class _Rule:
                 return False
         elif not _word_matches(self._head, command.name):
             return False
-        if _words_match(self._rest, command.args, self.prefix):
+        args = command.args
+        if _words_match(self._rest, args, self.prefix):
             return True
         if not loose:
             return False
-        command_words, command_flags = _split_flags(command.args)
-        if not self._loose_flags <= command_flags:
+        all_flags = _split_flags(args)[1]
+        if not self._loose_flags <= all_flags:
             return False
-        return _words_match(self._loose_words, command_words, self.prefix)
+        # Global options may sit between the program and the words a rule names
+        # (`git -C /repo push`, `kubectl -n prod delete`): try each place the leading
+        # options could end, then compare words with flags set aside.
+        for start in _option_prefix_ends(args):
+            rest = args[start:]
+            if start and _words_match(self._rest, rest, self.prefix):
+                return True
+            if _words_match(self._loose_words, _split_flags(rest)[0], self.prefix):
+                return True
+        return False
 
     def matches_text(self, text: str) -> bool:
         assert self.regex is not None

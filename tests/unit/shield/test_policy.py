@@ -504,3 +504,23 @@ def test_policy_path_scopes_follow_cd_within_the_command(command, cwd, expected)
 
     policy = load_policy(CWD_SCOPED)
     assert policy.evaluate(parse(command, cwd=cwd), agent=None, cwd=cwd).decision is expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "denied"),
+    [
+        (["git", "-C", "/repo", "push", "origin"], True),
+        (["git", "--git-dir=/x/.git", "push"], True),
+        (["git", "-c", "a=b", "-C", "x", "push", "--force"], True),
+        (["git", "log", "push"], False),  # a branch called push is not a push
+        (["git", "commit", "-m", "push"], False),
+        (["git", "status"], False),
+    ],
+)
+def test_policy_deny_sees_past_global_options_before_the_subcommand(argv, denied):
+    decision = decide("deny: ['Bash(git push:*)']", run(argv[0], *argv[1:]))
+    assert (decision is Decision.DENY) is denied
+
+
+def test_policy_allow_does_not_skip_global_options():
+    assert decide("allow: ['Bash(git status)']", run("git", "-C", "/elsewhere", "status")) is None
