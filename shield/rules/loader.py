@@ -107,6 +107,9 @@ class RuleSet:
     profiles: dict[str, CommandProfile] = field(default_factory=dict)
     leading_targets: frozenset[str] = frozenset()
     packs: list[str] = field(default_factory=list)
+    # Filled lazily by the matcher: compiled predicates and per-name candidate lists.
+    predicates: dict[str, Any] = field(default_factory=dict, repr=False)
+    compiled_candidates: dict[tuple[str, bool], list[Any]] = field(default_factory=dict, repr=False)
 
     def candidates(self, name: str, has_redirects: bool = True) -> list[Rule]:
         """Rules that may match a command called ``name`` (indexed ones first, then generic)."""

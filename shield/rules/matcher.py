@@ -342,25 +342,25 @@ def _compile(match: dict[str, Any]) -> Callable[[Facts], bool]:
         costly.append(lambda f, s: bool(regex_c.search(f.script)))
     if "any" in match:
         # Dispatch alternatives by command name so a command only tries the ones about it.
-        by_name: dict[str, list[dict[str, Any]]] = {}
-        unnamed: list[dict[str, Any]] = []
+        by_name: dict[str, list[Callable[[Facts], bool]]] = {}
+        unnamed: list[Callable[[Facts], bool]] = []
         for sub in match["any"]:
             sub_names = sub.get("command")
+            compiled = _compile(sub)
             if sub_names is None or sub.get("command_prefixes"):
-                unnamed.append(sub)
+                unnamed.append(compiled)
             else:
                 for sub_name in sub_names:
-                    by_name.setdefault(sub_name, []).append(sub)
+                    by_name.setdefault(sub_name, []).append(compiled)
         costly.append(
-            lambda f, s: any(match_command(sub, f) for sub in by_name.get(f.command.name, ()))
-            or any(match_command(sub, f) for sub in unnamed)
+            lambda f, s: any(p(f) for p in by_name.get(f.command.name, ())) or any(p(f) for p in unnamed)
         )
     if "all" in match:
-        subs_all = list(match["all"])
-        costly.append(lambda f, s: all(match_command(sub, f) for sub in subs_all))
+        subs_all = [_compile(sub) for sub in match["all"]]
+        costly.append(lambda f, s: all(p(f) for p in subs_all))
     if "not" in match:
-        sub_not = match["not"]
-        costly.append(lambda f, s: not match_command(sub_not, f))
+        sub_not = _compile(match["not"])
+        costly.append(lambda f, s: not sub_not(f))
     checks = tuple(cheap + costly)
 
     def predicate(facts: Facts) -> bool:
@@ -447,6 +447,27 @@ def _describe(command: SimpleCommand) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def _candidates(ruleset: RuleSet, name: str, has_redirects: bool) -> list[tuple[Rule, Callable[[Facts], bool]]]:
+    """The (rule, predicate) pairs to try for a command name, compiled and cached per ruleset."""
+    cache = ruleset.compiled_candidates
+    key = (name, has_redirects)
+    found = cache.get(key)
+    if found is None:
+        found = [(rule, _rule_predicate(ruleset, rule)) for rule in ruleset.candidates(name, has_redirects)]
+        if len(cache) < 4096:  # names come from untrusted input; keep the cache bounded
+            cache[key] = found
+    return found
+
+
+def _rule_predicate(ruleset: RuleSet, rule: Rule) -> Callable[[Facts], bool]:
+    predicate = ruleset.predicates.get(rule.id)
+    if predicate is None:
+        assert rule.match is not None
+        predicate = _compile(rule.match)
+        ruleset.predicates[rule.id] = predicate
+    return predicate
+
+
 def match_parse(ruleset: RuleSet, parsed: ParseResult, env: PathEnv) -> MatchResult:
     """Every rule hit for every executed command of ``parsed`` (one hit per rule id)."""
     result = MatchResult()
@@ -473,11 +494,10 @@ def match_parse(ruleset: RuleSet, parsed: ParseResult, env: PathEnv) -> MatchRes
 
     for index, command in enumerate(parsed.commands):
         facts = Facts(command, ruleset, env)
-        for rule in ruleset.candidates(command.name, bool(command.redirects)):
+        for rule, predicate in _candidates(ruleset, command.name, bool(command.redirects)):
             if rule.id in seen and not rule.tags and index in result.matched_commands:
                 continue
-            assert rule.match is not None
-            if match_command(rule.match, facts):
+            if predicate(facts):
                 result.matched_commands.add(index)
                 record(rule, _describe(command))
     for rule in ruleset.line_rules:
