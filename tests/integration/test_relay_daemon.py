@@ -332,6 +332,37 @@ def test_relay_reconnects_after_gateway_restart_and_runs_a_resent_command_once(
         restarted.stop()
 
 
+def test_relay_delivers_a_result_finished_while_the_gateway_was_down(relay, gateway, gateway_key, tmp_path):
+    gateway.wait_action("sync")
+    flag = tmp_path / "go"
+    command = f"while [ ! -e {flag} ]; do sleep 0.05; done; echo late"
+    gateway.send_command(sign(gateway_key, command, "cmd_late", cwd=str(tmp_path)))
+    gateway.wait_action("ack", command_id="cmd_late")
+    gateway.stop()
+    relay.wait_health(lambda h: h["status"] != "connected", "the loss of the session")
+    flag.touch()  # the command finishes with nobody to tell
+    relay.wait_health(lambda h: h["outbox"] == 1 and h["commands_running"] == 0, "the result in the outbox")
+    restarted = FakeGateway(gateway.port).start()
+    try:
+        result = restarted.wait_action("result", command_id="cmd_late")
+        assert (result["status"], result["stdout"]) == ("completed", "late\n")
+    finally:
+        restarted.stop()
+
+
+def test_relay_reports_timeout_and_kills_the_command(relay, gateway, gateway_key, tmp_path):
+    gateway.wait_action("sync")
+    pidfile = tmp_path / "pid"
+    gateway.send_command(
+        sign(gateway_key, f"sleep 300 & echo $! > {pidfile}; wait", "cmd_slow", cwd=str(tmp_path), timeout=1)
+    )
+    result = gateway.wait_action("result", command_id="cmd_slow")
+    assert result["status"] == "timeout" and "timed out" in result["error"]
+    pid = int(pidfile.read_text())
+    state_file = Path(f"/proc/{pid}/stat")
+    assert not state_file.exists() or state_file.read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
 def test_relay_sigterm_lets_running_command_finish_and_exits_zero(relay, gateway, gateway_key, tmp_path):
     gateway.wait_action("sync")
     flag = tmp_path / "go"
