@@ -9,6 +9,7 @@ caller's org; domain errors (AuditQueryError → 400, ProofError → 422, AuditM
 - ``GET /api/v1/audit/proof/{seq}?tree_size=`` → Merkle inclusion proof
 - ``GET /api/v1/audit/consistency?from=&to=`` → Merkle consistency proof
 - ``GET /api/v1/audit/checkpoint`` → a signed checkpoint of the current head
+- ``GET /api/v1/audit/export?format=jsonl|cef`` → the export (docs/audit.md) in ``content``
 """
 
 from __future__ import annotations
@@ -109,3 +110,19 @@ async def consistency(
 async def checkpoint(request: Request, auth: AnyKey) -> dict[str, Any]:
     store = _store(request)
     return await anyio.to_thread.run_sync(lambda: current_checkpoint(store, auth.org_id))
+
+
+@router.get("/export")
+async def export(request: Request, auth: ReviewerKey, format: str = "jsonl") -> dict[str, Any]:
+    """The org's log as one JSON-lines export (with checkpoints) or as CEF lines, in ``content``."""
+    import io
+
+    from flowlink.audit.export import export_cef, export_jsonl
+
+    if format not in ("jsonl", "cef"):
+        raise AuditQueryError("format must be 'jsonl' or 'cef'")
+    store = _store(request)
+    buffer = io.StringIO()
+    writer = export_jsonl if format == "jsonl" else export_cef
+    count = await anyio.to_thread.run_sync(lambda: writer(store, auth.org_id, buffer))
+    return {"org_id": auth.org_id, "format": format, "records": count, "content": buffer.getvalue()}

@@ -1,0 +1,214 @@
+"""`flowlink audit`: export the audit log, verify an export offline, check proofs and integrity.
+
+Subcommands:
+    export --out FILE [--format jsonl|cef]   from the gateway (--api-url/--api-key, env or
+                                             .flowlink/local.json, admin key) or, with
+                                             --org, straight from the audit table
+    verify FILE --public-key KEY [--hmac-key-file F] [--json]
+                                             offline: no access to FlowLink servers
+    verify-proof PROOF --public-key KEY      an inclusion proof (GET /api/v1/audit/proof/N)
+                                             checked offline against its signed checkpoint
+    integrity [--org ORG]                    the integrity report (gateway or table)
+    publish --org ORG                        publish a witness and checkpoint now (table)
+
+Exit codes of `verify` and `verify-proof` (docs/audit.md): 0 verified; 1 tampered (the
+report names the first bad record); 2 usage error or unreadable file/key; 3 not a FlowLink
+export / proof; 4 not anchored (no valid checkpoint covers the whole export, or a
+checkpoint/witness was forged). `integrity` exits 0 when intact, 1 when not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_TAMPERED = 1
+EXIT_USAGE = 2
+EXIT_MALFORMED = 3
+EXIT_UNANCHORED = 4
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("audit", help="export and verify the tamper-evident audit log",
+                                   description="Export the audit log and verify it offline.")
+    sub = parser.add_subparsers(dest="audit_command", metavar="SUBCOMMAND")
+
+    export = sub.add_parser("export", help="write the log as JSON lines with checkpoints, or as CEF")
+    export.add_argument("--out", required=True, help="output file ('-' for stdout)")
+    export.add_argument("--format", choices=("jsonl", "cef"), default="jsonl")
+    export.add_argument("--org", help="read the audit table directly (AWS credentials + FLOWLINK_TABLE_PREFIX)")
+    _connection_options(export)
+    export.set_defaults(func=_export)
+
+    verify = sub.add_parser("verify", help="verify an export offline")
+    verify.add_argument("file", help="the export (JSON lines)")
+    verify.add_argument("--public-key", required=True, help="the gateway's Ed25519 public key (PEM file)")
+    verify.add_argument("--hmac-key-file", help="also check the HMAC witness snapshots with this key file")
+    verify.add_argument("--json", action="store_true", help="print the result as JSON")
+    verify.set_defaults(func=_verify)
+
+    proof = sub.add_parser("verify-proof", help="verify an inclusion proof against its signed checkpoint")
+    proof.add_argument("file", help="JSON from GET /api/v1/audit/proof/{seq}")
+    proof.add_argument("--public-key", required=True, help="the gateway's Ed25519 public key (PEM file)")
+    proof.set_defaults(func=_verify_proof)
+
+    integrity = sub.add_parser("integrity", help="verify the stored chain and print the report")
+    integrity.add_argument("--org", help="read the audit table directly instead of asking the gateway")
+    _connection_options(integrity)
+    integrity.set_defaults(func=_integrity)
+
+    publish = sub.add_parser("publish", help="publish a witness snapshot and checkpoint of an org now")
+    publish.add_argument("--org", required=True)
+    publish.set_defaults(func=_publish)
+
+    parser.set_defaults(func=lambda args: (parser.print_help(sys.stderr), EXIT_USAGE)[1])
+
+
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    from flowlink.cli.api_client import add_connection_options
+
+    add_connection_options(parser)
+
+
+def _store():
+    from flowlink.audit import default_store
+
+    return default_store()
+
+
+def _api(args: argparse.Namespace):
+    from flowlink.cli.api_client import ApiClient
+
+    return ApiClient.from_args(args, local_key_field="admin_key")
+
+
+def _fail(message: str, code: int) -> int:
+    sys.stderr.write(f"flowlink audit: {message}\n")
+    return code
+
+
+def _export(args: argparse.Namespace) -> int:
+    from flowlink.audit.export import export_cef, export_jsonl
+    from flowlink.cli.api_client import ApiError
+    from flowlink.errors import FlowLinkError
+
+    try:
+        if args.org:
+            import io
+
+            buffer = io.StringIO()
+            writer = export_jsonl if args.format == "jsonl" else export_cef
+            count = writer(_store(), args.org, buffer)
+            content = buffer.getvalue()
+        else:
+            body = _api(args).request("GET", "/api/v1/audit/export", params={"format": args.format})
+            content, count = body["content"], body["records"]
+    except (ApiError, FlowLinkError) as exc:
+        return _fail(str(getattr(exc, "detail", exc)), EXIT_USAGE)
+    if args.out == "-":
+        sys.stdout.write(content)
+    else:
+        Path(args.out).write_text(content, encoding="utf-8")
+        sys.stderr.write(f"wrote {count} records to {args.out}\n")
+    return EXIT_OK
+
+
+def _load_public_key(path: str):
+    from flowlink import relay_protocol
+
+    return relay_protocol.public_key_from_pem(Path(path).read_bytes())
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from flowlink.audit.export import ExportFormatError, verify_export
+
+    try:
+        public_key = _load_public_key(args.public_key)
+        hmac_key = Path(args.hmac_key_file).read_bytes().strip() if args.hmac_key_file else None
+        with open(args.file, encoding="utf-8") as handle:
+            result = verify_export(handle, public_key, hmac_key=hmac_key)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, ExportFormatError):
+            return _fail(f"{args.file} is not a FlowLink audit export: {exc}", EXIT_MALFORMED)
+        return _fail(str(exc), EXIT_USAGE)
+    summary = result.to_dict()
+    if args.json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    else:
+        report = result.report
+        if result.exit_code == EXIT_OK:
+            sys.stdout.write(f"VERIFIED  org {result.org}: {report.length} records, chain intact, "
+                             f"{result.checkpoints_valid} valid checkpoint(s) up to seq {result.anchored_to}\n")
+        elif result.exit_code == EXIT_TAMPERED:
+            sys.stdout.write(f"TAMPERED  org {result.org}: record {report.broken_at}: {report.reason}\n")
+        else:
+            problems = result.checkpoints_rejected + result.witnesses_rejected
+            if result.anchored_to != report.length:
+                problems.append(f"no valid checkpoint covers all {report.length} records "
+                                f"(anchored up to {result.anchored_to})")
+            sys.stdout.write(f"UNANCHORED org {result.org}: " + "; ".join(problems) + "\n")
+    return result.exit_code
+
+
+def _verify_proof(args: argparse.Namespace) -> int:
+    from flowlink.audit import merkle
+    from flowlink.audit.errors import CheckpointError
+    from flowlink.audit.witness import verify_checkpoint
+
+    try:
+        public_key = _load_public_key(args.public_key)
+        proof: dict[str, Any] = json.loads(Path(args.file).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return _fail(str(exc), EXIT_USAGE if isinstance(exc, OSError) else EXIT_MALFORMED)
+    try:
+        checkpoint = verify_checkpoint(public_key, proof["checkpoint"], org_id=proof["org_id"])
+        leaf = merkle.leaf_hash(proof["event"].encode("utf-8"))
+        path = [bytes.fromhex(node) for node in proof["path"]]
+        index, size = int(proof["leaf_index"]), int(proof["tree_size"])
+    except CheckpointError as exc:
+        return _fail(exc.detail, EXIT_UNANCHORED)
+    except (KeyError, TypeError, ValueError) as exc:
+        return _fail(f"not an inclusion proof: {exc}", EXIT_MALFORMED)
+    if checkpoint["tree_size"] != size:
+        return _fail("the checkpoint is for another tree size", EXIT_UNANCHORED)
+    if not merkle.verify_inclusion(leaf, index, size, path, bytes.fromhex(checkpoint["root"])):
+        sys.stdout.write(f"TAMPERED  event {index + 1} is not in the signed tree of size {size}\n")
+        return EXIT_TAMPERED
+    sys.stdout.write(f"VERIFIED  event {index + 1} is in the signed tree of size {size} (root {checkpoint['root'][:16]}…)\n")
+    return EXIT_OK
+
+
+def _integrity(args: argparse.Namespace) -> int:
+    from flowlink.cli.api_client import ApiError
+    from flowlink.errors import FlowLinkError
+
+    try:
+        if args.org:
+            from flowlink.audit.integrity import verify_chain
+
+            report = verify_chain(args.org, store=_store()).to_dict()
+        else:
+            report = _api(args).request("GET", "/api/v1/audit/integrity")
+    except (ApiError, FlowLinkError) as exc:
+        return _fail(str(getattr(exc, "detail", exc)), EXIT_USAGE)
+    sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    return EXIT_OK if report.get("intact") else EXIT_TAMPERED
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from flowlink.audit import witness
+    from flowlink.errors import FlowLinkError
+
+    try:
+        result = witness.publish(_store(), args.org)
+    except FlowLinkError as exc:
+        return _fail(exc.detail, EXIT_USAGE)
+    sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    return EXIT_OK
