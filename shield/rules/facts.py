@@ -204,7 +204,7 @@ PERSISTENCE_PATTERNS = tuple(
         r"^/etc/pam\.d/|^/(usr/)?lib(64)?/(x86_64-linux-gnu/)?security/",
         r"^/etc/(passwd|shadow|group)$",
         r"(site|dist)-packages/.*\.pth$|\.pth$",
-        r"(^|/)\.git/hooks/|(^|/)\.hooks/",
+        r"^/.*/\.git/hooks/|^~?/?\.hooks/|(^|/)\.hooks/",
         r"^/etc/update-motd\.d/|^/etc/apt/apt\.conf\.d/",
         r"(^|/)Library/Launch(Agents|Daemons)/|^/Library/StartupItems",
         r"^/etc/modules-load\.d/|^/etc/modprobe\.d/",
