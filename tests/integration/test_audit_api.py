@@ -243,6 +243,47 @@ def test_audit_events_api_filters_and_pages(witnessed_stack, live_gateway):
         # A page token of one query is refused by another.
         assert client.get("/api/v1/audit/events", params={"agent": "rly_b",
                                                             "page_token": first["next_page_token"]}).status_code == 400
-    agent_key = httpx.get(live_gateway.base_url + "/api/v1/audit/events",
-                          headers={"Authorization": f"Bearer {org['api_key']}"})
-    assert agent_key.status_code == 403
+    agent_events = httpx.get(live_gateway.base_url + "/api/v1/audit/events",
+                             headers={"Authorization": f"Bearer {org['api_key']}"})
+    assert agent_events.status_code == 200 and agent_events.json()["chain"]["length"] == 10
+    agent_export = httpx.get(live_gateway.base_url + "/api/v1/audit/export",
+                             headers={"Authorization": f"Bearer {org['api_key']}"})
+    assert agent_export.status_code == 403
+
+
+@pytest.fixture
+def audit_tool_served(monkeypatch):
+    """Serve the `audit` MCP tool even before the lead lists it in TOOL_MODULES."""
+    from flowlink.gateway import mcp_server
+
+    if "flowlink.mcp_tools.audit_tool" not in mcp_server.TOOL_MODULES:
+        monkeypatch.setattr(mcp_server, "TOOL_MODULES", [*mcp_server.TOOL_MODULES, "flowlink.mcp_tools.audit_tool"])
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+def test_audit_mcp_tool_lists_events_with_chain_status(witnessed_stack, audit_tool_served, live_gateway, mode):
+    import anyio
+    import httpx2
+    from mcp.client import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    org = witnessed_stack.org("mcp-audit")
+    _append(witnessed_stack, org["org_id"], 4)
+
+    async def action():
+        async with (
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {org['api_key']}"}, timeout=30) as http,
+            Client(streamable_http_client(live_gateway.mcp_url, http_client=http), mode=mode) as client,
+        ):
+            tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+            page = await client.call_tool("audit", {"agent": "rly_a", "limit": 3})
+            bad = await client.call_tool("audit", {"page_token": "bm90LWEtdG9rZW4"})
+            return tools, page, bad
+
+    tools, page, bad = anyio.run(action)
+    assert tools["audit"].annotations.read_only_hint is True and tools["audit"].output_schema is not None
+    result = page.structured_content
+    assert [event["fields"]["n"] for event in result["events"]] == [3, 2, 1]
+    assert result["chain"]["intact"] is True and result["chain"]["length"] == 7
+    assert result["next_page_token"]
+    assert bad.is_error is True and "page_token" in bad.content[0].text

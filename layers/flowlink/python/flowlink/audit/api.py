@@ -29,8 +29,9 @@ from flowlink.gateway.deps import get_runtime, require_key
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
+# Events carry digests, never secrets or output: every key of the org may read them (the
+# MCP ``audit`` tool too). The bulk export is for approvers and admins.
 AnyKey = Annotated[AuthContext, Depends(require_key())]
-# Events show who ran what: approvers and admins only (agents have the MCP history tool).
 ReviewerKey = Annotated[AuthContext, Depends(require_key(SCOPE_APPROVER, SCOPE_ADMIN))]
 
 
@@ -61,7 +62,7 @@ async def integrity(request: Request, auth: AnyKey) -> dict[str, Any]:
 @router.get("/events")
 async def events(
     request: Request,
-    auth: ReviewerKey,
+    auth: AnyKey,
     agent: str | None = None,
     key_id: str | None = None,
     decision: str | None = None,
