@@ -29,9 +29,11 @@ logger = logging.getLogger(__name__)
 
 MAX_UNWRAP_DEPTH = 16  # nested sh -c / eval / decoded payload levels
 MAX_TREE_DEPTH = 64  # nesting of syntax inside one parsed string
-MAX_COMMANDS = 256  # emitted commands per call
+MAX_COMMANDS = 160  # emitted commands per call
 MAX_NODES = 30_000  # syntax nodes visited per call
 MAX_NESTED_SOURCE = 32 * 1024  # bytes of a nested string (sh -c, decoded payload) that are parsed
+MAX_SOURCE_NESTING = 96  # bracket nesting tree-sitter is asked to parse
+MAX_ARGS = 512  # arguments per command that are normalised and judged
 MAX_LOOP_VALUES = 4  # for-loop bodies are walked once per value, up to this many
 
 _LANGUAGE = tree_sitter.Language(tree_sitter_bash.language())
@@ -90,10 +92,9 @@ class Stream:
 class _Ctx:
     """How the commands found in one region of input are reached (origin, wrappers, depth)."""
 
-    __slots__ = ("src", "depth", "origin", "wrappers", "privileged", "background", "obf", "tree_depth")
+    __slots__ = ("src", "depth", "origin", "wrappers", "privileged", "background", "obf")
 
-    def __init__(self, src, depth=0, origin="top", wrappers=(), privileged=False, background=False, obf=(),
-                 tree_depth=0):
+    def __init__(self, src, depth=0, origin="top", wrappers=(), privileged=False, background=False, obf=()):
         self.src = src
         self.depth = depth
         self.origin = origin
@@ -101,11 +102,9 @@ class _Ctx:
         self.privileged = privileged
         self.background = background
         self.obf = obf
-        self.tree_depth = tree_depth
 
     def derive(self, **changes) -> "_Ctx":
-        ctx = _Ctx(self.src, self.depth, self.origin, self.wrappers, self.privileged, self.background, self.obf,
-                   self.tree_depth)
+        ctx = _Ctx(self.src, self.depth, self.origin, self.wrappers, self.privileged, self.background, self.obf)
         for key, value in changes.items():
             setattr(ctx, key, value)
         return ctx
@@ -162,6 +161,8 @@ class Analyzer:
         self.procsubs: dict[str, Stream] = {}
         self.units: list[str | None] = []
         self.nodes = 0
+        self.tree_depth = 0
+        self.exhausted = False
         self.parser = _parser()
         user = self.home.rstrip("/").rsplit("/", 1)[-1] or "root"
         self.env = {"HOME": self.home, "PATH": _DEFAULT_PATH, "IFS": " \t\n", "SHELL": "/bin/bash",
@@ -195,11 +196,12 @@ class Analyzer:
             if ctx.depth >= MAX_UNWRAP_DEPTH:
                 self._flag("too_deep", "nested shell strings exceed the unwrap depth limit")
                 return _Outcome(Stream())
-            ctx = ctx.derive(depth=ctx.depth + 1, tree_depth=0)
+            ctx = ctx.derive(depth=ctx.depth + 1)
         src = text.encode("utf-8", "replace")
         if len(src) > MAX_NESTED_SOURCE and not top:
             src = src[:MAX_NESTED_SOURCE]
             self._flag("truncated", "a nested shell string was cut to the parse limit")
+        src = self._cap_nesting(src)
         tree = self.parser.parse(src)
         root = tree.root_node
         broken = False
@@ -232,6 +234,21 @@ class Analyzer:
             return outcome
         finally:
             self.positional = saved
+
+    def _cap_nesting(self, src: bytes) -> bytes:
+        """Cut input whose bracket nesting is absurd: tree-sitter slows down sharply on it."""
+        if src.count(b"(") + src.count(b"{") <= MAX_SOURCE_NESTING:
+            return src
+        depth = 0
+        for match in _NESTING_CHARS.finditer(src):
+            depth += 1 if match.group(0) in (b"(", b"{") else -1
+            if depth > MAX_SOURCE_NESTING:
+                self._flag("too_deep", "brackets nest more than %d deep; the rest was not analysed"
+                           % MAX_SOURCE_NESTING)
+                self._flag("truncated")
+                self._flag("unresolved")
+                return src[: match.start()]
+        return src
 
     def _fallback(self, text: str, ctx: _Ctx) -> None:
         """Tolerant tokenizer for input tree-sitter cannot make sense of: judge the words anyway."""
@@ -312,6 +329,7 @@ class Analyzer:
     def _budget(self) -> bool:
         self.nodes += 1
         if self.nodes > MAX_NODES or len(self.result.commands) >= MAX_COMMANDS:
+            self.exhausted = True
             self._flag("truncated", "analysis stopped at the work limit")
             return False
         return True
@@ -324,11 +342,19 @@ class Analyzer:
     def walk(self, node: tree_sitter.Node, ctx: _Ctx, stdin: Stream | None, pipe_from=None) -> _Outcome:
         if not self._budget():
             return _EMPTY
-        if ctx.tree_depth >= MAX_TREE_DEPTH:
+        if self.tree_depth >= MAX_TREE_DEPTH:
             self._flag("too_deep", "syntax nesting exceeds the depth limit")
             self._flag("unresolved")
             return _Outcome(Stream())
-        ctx = ctx.derive(tree_depth=ctx.tree_depth + 1)
+        # One counter for the whole call (nested strings included) keeps Python's own
+        # recursion far below its limit whatever the input looks like.
+        self.tree_depth += 1
+        try:
+            return self._walk(node, ctx, stdin, pipe_from)
+        finally:
+            self.tree_depth -= 1
+
+    def _walk(self, node: tree_sitter.Node, ctx: _Ctx, stdin: Stream | None, pipe_from) -> _Outcome:
         kind = node.type
         if kind == "command":
             return self._command(node, ctx, stdin, [], pipe_from)
@@ -381,6 +407,8 @@ class Analyzer:
         main = None
         count = len(children)
         for index, child in enumerate(children):
+            if self.exhausted:
+                break
             kind = child.type
             if not child.is_named or kind in _STATEMENT_SKIP:
                 continue
@@ -1262,6 +1290,10 @@ class Analyzer:
             return _EMPTY
         if not argv:
             return _EMPTY
+        if len(argv) > MAX_ARGS:
+            self._flag("truncated", "a command had more than %d arguments; the rest were not analysed" % MAX_ARGS)
+            argv = argv[:MAX_ARGS]
+            dyn = dyn[:MAX_ARGS]
         word = argv[0]
         name_dynamic = dyn[0] if dyn else False
         obf = list(ctx.obf)
@@ -1343,7 +1375,11 @@ class Analyzer:
 
         self._builtin_effects(name, args, state)
         render = _render(name, normalised_args, [])
-        outcome = _Outcome(self._simulate(name, normalised_args, stdin, command), command, render)
+        stdout = self._simulate(name, normalised_args, stdin, command)
+        if command.dynamic and stdout.data is not None:
+            # Output built from words the parser could not resolve is itself unknown.
+            stdout = Stream(None, stdout.network, stdout.decoders)
+        outcome = _Outcome(stdout, command, render)
 
         child_ctx_base = ctx.derive(depth=ctx.depth + 1, obf=tuple(obf))
         for var, value in (env_assignments or {}).items():
@@ -1666,7 +1702,10 @@ class Analyzer:
                     return Stream(None, network_in, decoders)
                 return Stream(data_in, network_in, decoders)
             return Stream(None, network_in)
-        if name in NETWORK_SOURCES:
+        decoded = self._decode_stage(name, args, stdin)
+        if decoded is not None:
+            return decoded
+        if name in NETWORK_SOURCES and (name != "openssl" or (args and args[0] == "s_client")):
             return Stream(None, True)
         if name in ("which", "type", "command") and args:
             target = args[-1]
@@ -1674,9 +1713,6 @@ class Analyzer:
                 return Stream(None, network_in)
             if re.fullmatch(r"[\w.+-]+", target):
                 return Stream(("/usr/bin/%s\n" % target).encode())
-        decoded = self._decode_stage(name, args, stdin)
-        if decoded is not None:
-            return decoded
         return Stream(None, network_in, decoders)
 
     def _decode_stage(self, name: str, args: list[str], stdin: Stream | None) -> Stream | None:
@@ -1740,26 +1776,28 @@ _UNRESOLVED = object()
 
 def _only_heredoc_quirks(root) -> bool:
     """True when every syntax error is tree-sitter's `cmd <<EOF && a; b` heredoc quirk (valid bash)."""
-    stack = [root]
+    # Track parents ourselves: Node.parent walks down from the root, O(depth) per call.
+    stack = [(root, None, None)]
     found = False
     visited = 0
     while stack:
-        node = stack.pop()
+        node, parent, grandparent = stack.pop()
         visited += 1
         if visited > 5000:
             return False
         if node.type == "ERROR" or node.is_missing:
-            parent = node.parent
-            text = node.text.strip() if node.text is not None else b""
-            if not (parent is not None and parent.type == "command" and text in (b";", b"&")
-                    and parent.parent is not None and parent.parent.type == "heredoc_redirect"):
+            if not (parent is not None and parent.type == "command" and grandparent is not None
+                    and grandparent.type == "heredoc_redirect" and node.end_byte - node.start_byte <= 2
+                    and node.text.strip() in (b";", b"&")):
                 return False
             found = True
             continue
         if node.has_error:
-            stack.extend(node.children)
+            stack.extend((child, node, parent) for child in node.children)
     return found
 
+
+_NESTING_CHARS = re.compile(rb"[(){}]")
 _COMMAND_BRACE = re.compile(rb"(^|[;&|\n(`]\s*|\$\(\s*)\{([^\s{}'\"$`\\]*,[^\s{}'\"$`\\]*)\}(?=[\s;&|)]|$)")
 
 

