@@ -46,7 +46,8 @@ RULE_POINTS: dict[tuple[str, str], int] = {
 EXTRA_HIT_FRACTION = 0.15
 EXTRA_HITS_CAP = 12
 BENIGN_DISCOUNT = -10
-UNRECOGNISED_POINTS = 12
+# An unknown program may do anything: run it, but tell a human (soft_ask band).
+UNRECOGNISED_POINTS = 30
 PRIVILEGE_ALONE = 30  # sudo with nothing else risky is worth asking about
 PRIVILEGE_WITH_RISK = 8
 DECODER_TECHNIQUES = frozenset({"base64", "base32", "hex", "printf", "ansi_c", "rot13", "rev", "gzip", "xxd",
@@ -119,23 +120,30 @@ def compute(data: ScoreInput) -> tuple[int, list[Contribution]]:
     if data.unmatched_commands and not risky:
         names = ", ".join(sorted(set(data.unmatched_commands))[:4])
         add("unrecognised", UNRECOGNISED_POINTS, f"no rule knows what these programs do: {names}")
-        if benign:
-            # The rest of the line is known-safe work; only the unknown part stays uncertain.
-            add("benign", -min(-BENIGN_DISCOUNT, total), "known-safe: " + ", ".join(sorted({h.id for h in benign})[:4]))
 
     commands = data.parsed.commands
     if any(c.privileged for c in commands):
-        strongest = rule_points(risky[0]) if risky else 0
+        # Alone, sudo is worth a notification; on top of another reason to ask it adds little.
         add(
             "privilege",
-            PRIVILEGE_WITH_RISK if strongest >= data.soft_ask else PRIVILEGE_ALONE,
+            PRIVILEGE_WITH_RISK if total >= data.soft_ask else PRIVILEGE_ALONE,
             "runs with elevated privileges (sudo/doas/su)",
         )
 
     techniques = sorted({t for c in commands for t in c.obfuscation})
+    obfuscation_points = 0
     if techniques:
         points = sum(DECODER_POINTS if t in DECODER_TECHNIQUES else OTHER_OBFUSCATION_POINTS for t in techniques)
-        add("obfuscation", min(OBFUSCATION_CAP, points), "evasion techniques: " + ", ".join(techniques))
+        obfuscation_points = min(OBFUSCATION_CAP, points)
+        add("obfuscation", obfuscation_points, "evasion techniques: " + ", ".join(techniques))
+
+    if benign and not risky and not data.unmatched_commands and obfuscation_points:
+        # Every program is known-safe: odd quoting or paths around them are not a threat by themselves.
+        add(
+            "benign",
+            -min(-BENIGN_DISCOUNT, obfuscation_points),
+            "known-safe operations: " + ", ".join(sorted({h.id for h in benign})[:4]),
+        )
 
     if any(not c.name for c in commands):
         add("dynamic", UNNAMED_COMMAND_POINTS, "a program name is only known at run time")
