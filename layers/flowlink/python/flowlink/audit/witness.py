@@ -288,3 +288,37 @@ def load_anchors(
             Anchor(checkpoint["tree_size"], f"the checkpoint of {checkpoint['time']}", merkle_root=checkpoint["root"])
         )
     return anchors, rejected
+
+
+def list_org_ids(settings: Settings, *, dynamodb: Any = None) -> list[str]:
+    """Every org id in the orgs table (a paginated Scan of the key only)."""
+    client = dynamodb or boto3.client("dynamodb", region_name=settings.region)
+    org_ids: list[str] = []
+    kwargs: dict[str, Any] = {"TableName": settings.table("orgs"), "ProjectionExpression": "org_id"}
+    while True:
+        page = client.scan(**kwargs)
+        org_ids.extend(item["org_id"]["S"] for item in page.get("Items", []) if "org_id" in item)
+        if not page.get("LastEvaluatedKey"):
+            return sorted(org_ids)
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def publish_all(audit_store: Any, org_ids: list[str], *, witnesses: WitnessStore | None = None) -> dict[str, Any]:
+    """Publish the head of each org (the scheduled run). An org whose head is already witnessed
+    is left alone (write-once keys); one org's failure does not stop the others."""
+    witnesses = witnesses or WitnessStore(audit_store.settings)
+    published, unchanged, failed = [], [], []
+    for org_id in org_ids:
+        try:
+            result = publish(audit_store, org_id, witnesses=witnesses)
+        except AuditMisconfigured:
+            raise
+        except Exception:  # noqa: BLE001 - reported per org, the run goes on
+            logger.exception("witness publishing failed for org %s", org_id)
+            failed.append(org_id)
+            continue
+        if result is not None and result["published"]:
+            published.append({"org": org_id, "seq": result["witness"]["seq"]})
+        else:
+            unchanged.append(org_id)
+    return {"published": published, "unchanged": unchanged, "failed": failed}

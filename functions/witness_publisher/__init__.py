@@ -1,0 +1,1 @@
+"""Lambda function witness_publisher: see app.py."""
