@@ -104,7 +104,9 @@ def test_executor_kill_all_stops_running_commands(tmp_path):
     results = []
     worker = threading.Thread(
         target=lambda: results.append(
-            runner.run_shell("echo started; sleep 300", cwd=str(tmp_path), env=base_environment(), timeout=600)
+            runner.run_shell(
+                "echo started; sleep 300", cwd=str(tmp_path), env=base_environment(), timeout=600
+            )
         )
     )
     worker.start()
@@ -153,7 +155,12 @@ def test_native_read_returns_text(tmp_path):
     target = tmp_path / "notes.txt"
     target.write_text("héllo\n")
     outcome, encoding = native_ops.read_file(str(target), cap=1024)
-    assert (outcome.status, outcome.stdout, encoding, outcome.truncated) == (STATUS_COMPLETED, "héllo\n", "utf-8", False)
+    assert (outcome.status, outcome.stdout, encoding, outcome.truncated) == (
+        STATUS_COMPLETED,
+        "héllo\n",
+        "utf-8",
+        False,
+    )
 
 
 def test_native_read_base64_encodes_binary(tmp_path):
