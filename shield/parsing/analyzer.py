@@ -373,22 +373,34 @@ class Analyzer:
             self._define_function(node, ctx)
             return _Outcome(Stream(b""))
         if kind == "variable_assignment":
-            self._assign(node, ctx)
-            return _Outcome(Stream(b""))
+            assigned = self._assign(node, ctx)
+            render = None
+            if assigned is not None:
+                name, value, _dynamic = assigned
+                shown = "(%s)" % " ".join(words.quote(v) for v in value) if isinstance(value, list) else \
+                    words.quote(value)
+                render = "%s=%s" % (name, shown)
+            return _Outcome(Stream(b""), None, render)
         if kind == "variable_assignments":
             for child in node.named_children:
                 if child.type == "variable_assignment":
                     self._assign(child, ctx)
             return _Outcome(Stream(b""))
         if kind == "declaration_command":
+            argv = self._declaration_argv(node, ctx)
             self._declare(node, ctx)
-            return _Outcome(Stream(b""))
+            return self.exec_argv(argv, [False] * len(argv), ctx, _WordState(), raw=self._text(node, ctx),
+                                  pipe_from=pipe_from, state_effects=False)
         if kind == "unset_command":
+            argv = [node.children[0].type if node.children else "unset"]
             for child in node.named_children:
                 name = self._text(child, ctx)
+                argv.append(name)
                 self.vars.pop(name, None)
                 self.namerefs.pop(name, None)
-            return _Outcome(Stream(b""))
+            # unset HISTFILE and friends matter to rules: emit it like any command.
+            return self.exec_argv(argv, [False] * len(argv), ctx, _WordState(), raw=self._text(node, ctx),
+                                  pipe_from=pipe_from, state_effects=False)
         if kind == "comment":
             return _Outcome(Stream(b""))
         if kind == "ERROR":
@@ -415,7 +427,7 @@ class Analyzer:
             background = index + 1 < count and children[index + 1].type == "&"
             child_ctx = ctx.derive(background=True) if background and not ctx.background else ctx
             before = len(self.result.commands)
-            if kind in ("command", "pipeline", "redirected_statement") or kind == "ERROR":
+            if kind in _UNIT_KINDS:
                 slot = self._reserve_unit()
                 outcome = self.walk(child, child_ctx, stdin, pipe_from)
                 self.units[slot] = outcome.render
@@ -645,6 +657,25 @@ class Analyzer:
                 self._set_var(name, value, state.dynamic, append=append)
         return name, value, state.dynamic
 
+    def _declaration_argv(self, node, ctx: _Ctx) -> list[str]:
+        argv = [node.children[0].type if node.children else "declare"]
+        for child in node.named_children:
+            if child.type == "variable_assignment":
+                name_node = child.child_by_field_name("name")
+                value_node = child.child_by_field_name("value")
+                value = ""
+                if value_node is not None:
+                    raw = self._text(value_node, ctx)
+                    if value_node.type == "array" or "$(" in raw or "`" in raw or "<(" in raw or ">(" in raw:
+                        # Substitutions run once, in _declare; show them here as written.
+                        value = raw
+                    else:
+                        value = " ".join(self.eval_word(value_node, ctx, _WordState(), assignment=True))
+                argv.append("%s=%s" % (self._text(name_node, ctx) if name_node is not None else "", value))
+            else:
+                argv.extend(self.eval_word(child, ctx, _WordState()))
+        return argv
+
     def _declare(self, node, ctx: _Ctx) -> None:
         flags = ""
         for child in node.children:
@@ -873,8 +904,6 @@ class Analyzer:
             state.dynamic = True
         if source == "var":
             state.add_obf("var_indirection")
-        elif source == "env" and name not in ("IFS",):
-            state.add_obf("env_expansion")
 
     def _braced_expansion(self, raw: str, quoted: bool, out: list, state: _WordState) -> None:
         inner = raw[2:-1]
@@ -1282,7 +1311,8 @@ class Analyzer:
 
     def exec_argv(self, argv: list[str], dyn: list[bool], ctx: _Ctx, state: _WordState, *,
                   stdin: Stream | None = None, redirects: list[Redirect] | None = None, raw: str = "",
-                  pipe_from=None, name_quoted: bool = True, env_assignments: dict | None = None) -> _Outcome:
+                  pipe_from=None, name_quoted: bool = True, env_assignments: dict | None = None,
+                  state_effects: bool = True) -> _Outcome:
         """Emit the command ``argv`` and everything it runs; the core shared by every path."""
         redirects = redirects or []
         if len(self.result.commands) >= MAX_COMMANDS:
@@ -1305,7 +1335,8 @@ class Analyzer:
         if "/" in word:
             path = word
             name = word.rstrip("/").rsplit("/", 1)[-1]
-            if word.startswith(("/", ".")) and name:
+            if name and _SYSTEM_BIN_PATH.search(word):
+                # /bin/rm, /usr/bin/nc, ./../../bin/rm: a system binary named by path.
                 _add(obf, "absolute_path")
             if "/.." in word or word.startswith(".."):
                 _add(obf, "path_traversal")
@@ -1373,7 +1404,8 @@ class Analyzer:
         if command.dynamic:
             self._flag("unresolved")
 
-        self._builtin_effects(name, args, state)
+        if state_effects:
+            self._builtin_effects(name, args, state)
         render = _render(name, normalised_args, [])
         stdout = self._simulate(name, normalised_args, stdin, command)
         if command.dynamic and stdout.data is not None:
@@ -1772,6 +1804,8 @@ class Analyzer:
 
 
 _UNRESOLVED = object()
+_UNIT_KINDS = frozenset({"command", "pipeline", "redirected_statement", "ERROR", "declaration_command",
+                         "unset_command", "variable_assignment"})
 
 
 def _only_heredoc_quirks(root) -> bool:
@@ -1797,6 +1831,7 @@ def _only_heredoc_quirks(root) -> bool:
     return found
 
 
+_SYSTEM_BIN_PATH = re.compile(r"(?:^|/)s?bin/+[^/]+$")
 _NESTING_CHARS = re.compile(rb"[(){}]")
 _COMMAND_BRACE = re.compile(rb"(^|[;&|\n(`]\s*|\$\(\s*)\{([^\s{}'\"$`\\]*,[^\s{}'\"$`\\]*)\}(?=[\s;&|)]|$)")
 

@@ -124,6 +124,12 @@ def _payloads_from_calls(code: str, call_pattern: str, label: str) -> list[Paylo
     return payloads
 
 
+def _bare_calls(code: str, label: str) -> list[Payload]:
+    """Perl/Ruby calls written without parentheses: ``exec "/bin/sh"``, ``system 'id'``."""
+    return [Payload("shell", text=_literal(m.group(1)), label=label)
+            for m in re.finditer(r"(?<![\w$.])(?:system|exec)\s+" + _STRING, code)]
+
+
 def _backticks(code: str, label: str) -> list[Payload]:
     out = [Payload("shell", text=m.group(1), label=label) for m in re.finditer(r"`([^`]+)`", code)]
     for match in re.finditer(r"%x\(([^)]*)\)|qx\{([^}]*)\}|qx\(([^)]*)\)|qx/([^/]*)/", code):
@@ -170,7 +176,7 @@ def _perl(args, stdin_text):
         code = stdin_text
     if code is None:
         return []
-    return _payloads_from_calls(code, _PERL_CALLS, "perl") + _backticks(code, "perl") + [
+    return _payloads_from_calls(code, _PERL_CALLS, "perl") + _bare_calls(code, "perl") + _backticks(code, "perl") + [
         Payload("shell", text=m.group(1), label="perl")
         for m in re.finditer(r"""open\s*\(?\s*\w+\s*,\s*["']\s*\|?\s*([^"'|]+?)\s*\|?\s*["']""", code)
         if "|" in m.group(0)
@@ -181,7 +187,7 @@ def _ruby(args, stdin_text):
     code = _code_arg(args, ("-e",))
     if code is None:
         return []
-    return _payloads_from_calls(code, _RUBY_CALLS, "ruby") + _backticks(code, "ruby")
+    return _payloads_from_calls(code, _RUBY_CALLS, "ruby") + _bare_calls(code, "ruby") + _backticks(code, "ruby")
 
 
 def _node(args, stdin_text):
@@ -196,6 +202,25 @@ def _php(args, stdin_text):
     if code is None:
         return []
     return _payloads_from_calls(code, _PHP_CALLS, "php") + _backticks(code, "php")
+
+
+def _lua(args, stdin_text):
+    code = _code_arg(args, ("-e",))
+    if code is None:
+        return []
+    return _payloads_from_calls(code, r"(?:os\s*\.\s*execute|io\s*\.\s*popen)", "lua")
+
+
+def _apt(args, stdin_text):
+    # apt-get -o APT::Update::Pre-Invoke::=CMD / DPkg::Post-Invoke=CMD run CMD through sh.
+    payloads = []
+    for i, arg in enumerate(args):
+        option = args[i + 1] if arg == "-o" and i + 1 < len(args) else (arg[2:] if arg.startswith("-o") else None)
+        if option and "=" in option:
+            key, value = option.split("=", 1)
+            if re.search(r"(Pre|Post)-Invoke|Pre-Install-Pkgs", key, re.I) and value:
+                payloads.append(Payload("shell", text=value, label="apt"))
+    return payloads
 
 
 def _awk(args, stdin_text):
@@ -329,7 +354,9 @@ def _ssh(args, stdin_text):
             if key.lower() in ("proxycommand", "localcommand") and value:
                 payloads.append(Payload("shell", text=value, label="ssh"))
     start = _skip_options(args, _SSH_VALUE_OPTIONS)
-    remote = args[start + 1 :]
+    # OpenSSH also accepts options after the destination (ssh host -N -L ...).
+    rest = args[start + 1 :]
+    remote = rest[_skip_options(rest, _SSH_VALUE_OPTIONS):]
     if remote:
         payloads.append(Payload("shell", text=" ".join(remote), origin="ssh", label="ssh"))
     return payloads
@@ -410,6 +437,7 @@ _EXTRACTORS = {
     "gdb": _gdb, "tar": _tar, "gtar": _tar, "bsdtar": _tar, "git": _git,
     "ssh": _ssh, "docker": _docker, "podman": _docker, "nerdctl": _docker,
     "kubectl": _kubectl, "oc": _kubectl, "rsync": _rsync, "zip": _zip,
+    "lua": _lua, "luajit": _lua, "apt": _apt, "apt-get": _apt,
 }
 
 _PYTHON_NAME = re.compile(r"^(python|pypy)[0-9.]*$")

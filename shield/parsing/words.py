@@ -215,7 +215,11 @@ def normalize_path_arg(word: str, cwd: str | None) -> tuple[str, bool]:
             return _norm(word, None), bool(_DOTDOT.search(word))
         return word, False
     if _DOTDOT.search(word):
-        return _norm(word, cwd), True
+        # One `..` (a sibling directory) is ordinary; climbing two or more levels above the
+        # starting point is how ./../../.. traversal reaches system directories.
+        relative = posixpath.normpath(word)
+        climbed = relative == "../.." or relative.startswith("../../")
+        return _norm(word, cwd), climbed
     if first == "." and ("/./" in word or word.startswith("./")) and "/" in word:
         # ./dist stays as written; only collapse noise like ./a/./b
         if "/./" in word or "//" in word:

@@ -124,7 +124,13 @@ def _sudo(args: list[str]) -> Unwrap | None:
     own = args[:start]
     if _has_flag(own, "elvkK", ("edit", "list", "validate", "reset-timestamp", "remove-timestamp")):
         return None
-    return _simple(args, start, privileged=True)
+    # sudo VAR=value cmd: environment assignments come before the command.
+    assignments: dict[str, str] = {}
+    while start < len(args) and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", args[start]):
+        name, _, value = args[start].partition("=")
+        assignments[name] = value
+        start += 1
+    return _simple(args, start, privileged=True, assignments=assignments)
 
 
 def _su(args: list[str]) -> Unwrap | None:

@@ -83,6 +83,8 @@ EXECUTED = [
     ("docker_exec", "docker exec -it db psql -c 'DROP TABLE x'", ["psql", "-c", "DROP TABLE x"], None),
     ("docker_run", "docker run --rm -v /:/host alpine chroot /host sh", ["chroot", "/host", "sh"], None),
     ("ssh_remote", "ssh -p 2222 admin@db.example 'sudo reboot'", ["reboot"], None),
+    ("ssh_options_after_host", "ssh bastion -N -L 5432:db:5432", ["ssh", "bastion", "-N", "-L", "5432:db:5432"],
+     None),
     # wrappers
     ("sudo", "sudo -u root -E rm -rf /etc", ["rm", "-rf", "/etc"], None),
     ("doas", "doas -u root mkfs /dev/sda", ["mkfs", "/dev/sda"], None),
@@ -146,6 +148,7 @@ EXECUTED = [
     # name tricks
     ("absolute_path", "/usr/bin/shred -u notes", ["shred", "-u", "notes"], "absolute_path"),
     ("relative_path", "./../../bin/rm -rf /opt", ["rm", "-rf", "/opt"], "absolute_path"),
+    ("project_script", "./gradlew build", ["gradlew", "build"], None),
     ("quoting_empty", "sh''red /dev/sda", ["shred", "/dev/sda"], "quoting"),
     ("quoting_double", '"mk"fs /dev/sda', ["mkfs", "/dev/sda"], "quoting"),
     ("backslash_escape", "\\shred /dev/sda", ["shred", "/dev/sda"], "backslash_escape"),
@@ -179,10 +182,11 @@ EXECUTED = [
     ("tilde", "rm -rf ~", ["rm", "-rf", "/root"], None),
     ("tilde_user", "rm -rf ~postgres/data", ["rm", "-rf", "/home/postgres/data"], "tilde_user"),
     ("tilde_root", "rm -rf ~root", ["rm", "-rf", "/root"], "tilde_user"),
-    ("home_var", 'rm -rf "$HOME"/', ["rm", "-rf", "/root"], "env_expansion"),
-    ("home_braced", "rm -rf ${HOME}/.ssh", ["rm", "-rf", "/root/.ssh"], "env_expansion"),
+    ("home_var", 'rm -rf "$HOME"/', ["rm", "-rf", "/root"], None),
+    ("home_braced", "rm -rf ${HOME}/.ssh", ["rm", "-rf", "/root/.ssh"], None),
     ("dotdot_absolute", "rm -rf /var/../etc", ["rm", "-rf", "/etc"], "path_traversal"),
     ("dotdot_relative", "rm -rf build/../../../x", ["rm", "-rf", "../../x"], "path_traversal"),
+    ("dotdot_sibling", "ln -s ../shared/a.yaml a.yaml", ["ln", "-s", "../shared/a.yaml", "a.yaml"], None),
     ("double_slash", "rm -rf //etc//", ["rm", "-rf", "/etc"], None),
     ("cd_wildcard", "cd /etc && rm -rf *", ["rm", "-rf", "/etc/*"], "wildcard"),
     ("wildcard_root", "rm -rf /*", ["rm", "-rf", "/*"], None),
@@ -316,7 +320,8 @@ def test_parse_mention_keeps_args_for_rules() -> None:
 
 NORMALIZED = [
     ("sudo /bin/r''m -rf /", "sudo rm -rf /"),
-    ("a=rm; $a -rf /", "rm -rf /"),
+    ("a=rm; $a -rf /", "a=rm ; rm -rf /"),
+    ("unset HISTFILE; export HISTSIZE=0", "unset HISTFILE ; export HISTSIZE=0"),
     ("cat x | grep y", "cat x | grep y"),
     ("make && make test", "make ; make test"),
     ("echo 'a b' > out.txt", "echo 'a b' > out.txt"),
