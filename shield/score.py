@@ -12,11 +12,11 @@ Signals, in the order they are applied:
 3. known-safe knowledge (a discount when only benign rules matched) or an
    unrecognised program (a small penalty when nothing at all matched),
 4. privilege (sudo/doas/su), obfuscation and decoding, dynamic or unresolved code,
-5. floors: network content fed to a shell and unresolved code reach at least the
+5. semantic intents (level 2), bounded so that a similarity alone cannot turn an
+   allow into a deny unless it is very close to a deny exemplar,
+6. floors: network content fed to a shell and unresolved code reach at least the
    soft-ask band; parse problems (parse_error, binary, too_deep, too_large, truncated,
    empty) reach at least the hard-ask band so bad input is never ``auto``,
-6. semantic intents (level 2), bounded so that a similarity alone cannot turn an
-   allow into a deny unless it is very close to a deny exemplar,
 7. clamping to 0..100.
 
 Pure and deterministic: the same inputs give the same contributions in the same order.
@@ -148,6 +148,9 @@ def compute(data: ScoreInput) -> tuple[int, list[Contribution]]:
     if any(not c.name for c in commands):
         add("dynamic", UNNAMED_COMMAND_POINTS, "a program name is only known at run time")
 
+    # Level 2 before the floors, so a "safe intent" can never undercut a parse-problem floor.
+    _add_semantic(data, add, bool(risky), total)
+
     flags = data.parsed.flags
     if any(c.stdin_is_network and c.name in SHELLS for c in commands):
         add("network_to_shell", max(0, NETWORK_SHELL_FLOOR - total), "content fetched from the network is executed")
@@ -160,8 +163,6 @@ def compute(data: ScoreInput) -> tuple[int, list[Contribution]]:
             max(0, data.hard_ask + PARSE_FLOOR_MARGIN - total),
             "the command could not be fully analysed: " + ", ".join(problems),
         )
-
-    _add_semantic(data, add, bool(risky), total)
 
     if total > 100:
         add("clamp", 100 - total, "score capped at 100")
