@@ -61,7 +61,9 @@ REGEX_SCAN_LIMIT = 64 * 1024
 
 # Input facts that make an allow rule unsafe to honour: the policy cannot vouch for
 # text the parser could not fully see.
-_UNSAFE_FOR_ALLOW = frozenset({"parse_error", "too_large", "too_deep", "binary", "truncated", "unresolved"})
+_UNSAFE_FOR_ALLOW = frozenset(
+    {"parse_error", "too_large", "too_deep", "binary", "truncated", "unresolved", "dynamic_code"}
+)
 
 # Wrappers that only change how a command runs, not who runs it. An allow rule for the
 # wrapped command covers these; privilege wrappers (sudo, doas, su, pkexec) and

@@ -126,7 +126,7 @@ def test_policy_allow_applies_only_when_every_executed_command_is_allowed():
 
 def test_policy_allow_is_not_honoured_for_uncertain_parses():
     text = "allow: [Bash(echo:*)]"
-    for flag in ("parse_error", "binary", "too_large", "too_deep", "unresolved", "truncated"):
+    for flag in ("parse_error", "binary", "too_large", "too_deep", "unresolved", "truncated", "dynamic_code"):
         assert decide(text, run("echo", "hi"), flags={flag}) is None, flag
     assert decide(text, run("echo", "hi"), flags={"empty"}) is Decision.AUTO
 
