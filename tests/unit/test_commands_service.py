@@ -79,9 +79,9 @@ class FakeStore:
         agent.status, agent.connection_id = "offline", None
         return True
 
-    def create_command(self, **fields: Any) -> bool:
+    def create_command(self, **fields: Any) -> SimpleNamespace | None:
         if fields["command_id"] in self.commands:
-            return False
+            return None
         defaults = dict.fromkeys(
             (
                 "path",
@@ -99,8 +99,9 @@ class FakeStore:
                 "dispatched_at",
             ),
         )
-        self.commands[fields["command_id"]] = SimpleNamespace(**{**defaults, **fields})
-        return True
+        record = SimpleNamespace(**{"grant": None, **defaults, **fields})
+        self.commands[fields["command_id"]] = record
+        return record
 
     def get_command(self, org_id: str, command_id: str):
         record = self.commands.get(command_id)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from flowlink.errors import (
     NotFound,
     PathDenied,
 )
-from flowlink.relays import ConnectionGone, RelayChannel, sign_command_envelope
+from flowlink.relays import CommandSignals, ConnectionGone, RelayChannel, sign_command_envelope
 from flowlink.settings import Settings
 from flowlink.storage import TERMINAL_STATUSES, Store, utc_now_iso
 
@@ -172,6 +173,27 @@ def command_view(record: Any) -> dict[str, Any]:
     }
 
 
+class _BackgroundCall:
+    """Run one call in a thread and wait for it later; a failure is logged, never lost silently."""
+
+    def __init__(self, function: Callable[..., Any], *args: Any, **kwargs: Any):
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                function(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - reported in join()
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="flowlink-audit", daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            logger.error("audit write for a dispatched command failed", exc_info=self._error)
+
+
 class CommandService:
     """Runs exec/read/list/sysinfo for an authenticated caller, plus the read-only queries."""
 
@@ -183,12 +205,14 @@ class CommandService:
         *,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        signals: CommandSignals | None = None,
     ):
         self.settings = settings
         self.store = store
         self.channel = channel
         self._sleep = sleep
         self._monotonic = monotonic
+        self._signals = signals
 
     # -- agents -----------------------------------------------------------------------
 
@@ -294,7 +318,7 @@ class CommandService:
 
         if decision == shield.Decision.DENY.value:
             reasons = "; ".join(verdict.get("reasons") or ["denied by policy"])
-            if not self._create(record_fields, status="denied", error=f"denied by Shield: {reasons}"):
+            if self._create(record_fields, status="denied", error=f"denied by Shield: {reasons}") is None:
                 return self._replay(
                     self.store.get_command(auth.org_id, command_id), request.command, request.timeout
                 )
@@ -304,7 +328,7 @@ class CommandService:
                 extra={"command_id": command_id, "verdict": _short_verdict(verdict)},
             )
         if decision == shield.Decision.HARD_ASK.value:
-            if not self._create(record_fields, status="failed", error=APPROVALS_UNAVAILABLE):
+            if self._create(record_fields, status="failed", error=APPROVALS_UNAVAILABLE) is None:
                 return self._replay(
                     self.store.get_command(auth.org_id, command_id), request.command, request.timeout
                 )
@@ -316,8 +340,16 @@ class CommandService:
                 extra={"command_id": command_id, "verdict": _short_verdict(verdict)},
             )
 
-        record = self._dispatch(auth, agent, record_fields, env=request.env, audit_fields=base)
-        return self.wait(auth.org_id, record, request.timeout)
+        record, created = self._dispatch(auth, agent, record_fields, env=request.env, audit_fields=base)
+        if not created:
+            return self.wait(auth.org_id, record, request.timeout)
+        # The dispatch event is written while the relay runs the command, off the
+        # critical path of the round trip; it is complete before the call returns.
+        writer = _BackgroundCall(audit.append_event, auth.org_id, "exec.dispatched", base, actor=auth.actor())
+        try:
+            return self.wait(auth.org_id, record, request.timeout)
+        finally:
+            writer.join()
 
     def _replay(self, existing: Any, command: str, timeout: float) -> dict[str, Any]:
         """A retried idempotent call: same command → the first call's outcome; else Conflict."""
@@ -349,7 +381,7 @@ class CommandService:
             "verdict": _short_verdict(verdict),
         }
 
-    def _create(self, fields: dict[str, Any], *, status: str, **extra: Any) -> bool:
+    def _create(self, fields: dict[str, Any], *, status: str, **extra: Any) -> Any | None:
         now = utc_now_iso()
         final = status in TERMINAL_STATUSES
         return self.store.create_command(
@@ -364,19 +396,22 @@ class CommandService:
         *,
         env: dict[str, str],
         audit_fields: dict,
-    ) -> Any:
-        """Create the record and post its envelope; fail (record and error) when the relay is offline."""
+    ) -> tuple[Any, bool]:
+        """Create the record and post its envelope; returns (record, created by this call).
+
+        Fails (record marked failed, AgentOffline) when the relay is offline or its socket is gone.
+        """
         kind = "exec" if fields["op"] == relay_protocol.OP_EXEC else fields["op"]
         if agent.status != "online" or not agent.connection_id:
             self._fail_offline(auth, agent, fields, audit_fields, kind)
         # Created directly as "dispatched": if this process dies before posting, the
         # relay's next sync re-sends it, so a command is never silently lost.
-        if not self._create(
+        record = self._create(
             fields, status="dispatched", dispatched_at=utc_now_iso(), pending_env=env or None
-        ):
-            existing = self.store.get_command(auth.org_id, fields["command_id"])
-            return existing
-        record = self.store.get_command(auth.org_id, fields["command_id"])
+        )
+        if record is None:
+            # A concurrent call with the same idempotency key created it first: wait on theirs.
+            return self.store.get_command(auth.org_id, fields["command_id"]), False
         envelope = sign_command_envelope(self.settings, record, env=env)
         try:
             self.channel.send(
@@ -400,9 +435,7 @@ class CommandService:
                 f"agent {agent.name!r} ({agent.relay_id}) went offline; the command was not delivered",
                 extra={"command_id": fields["command_id"]},
             )
-        if kind == "exec":
-            audit.append_event(auth.org_id, "exec.dispatched", audit_fields, actor=auth.actor())
-        return record
+        return record, True
 
     def _fail_offline(
         self, auth: AuthContext, agent: Any, fields: dict, audit_fields: dict, kind: str
@@ -416,16 +449,25 @@ class CommandService:
         raise AgentOffline(detail, extra={"command_id": fields["command_id"]})
 
     def wait(self, org_id: str, record: Any, timeout: float) -> dict[str, Any]:
-        """Poll the record until it is terminal or the bounded wait ends; returns its view."""
+        """Poll the record until it is terminal or the bounded wait ends; returns its view.
+
+        Polls with growing intervals; with ``signals`` a result stored by this process wakes
+        the waiter at once.
+        """
         budget = max(0.0, min(float(timeout) + RESULT_GRACE_SECONDS, self.settings.exec_wait_seconds))
         deadline = self._monotonic() + budget
         interval = POLL_FIRST
         current = record
+        seen = self._signals.version(record.command_id) if self._signals else 0
         while current.status not in TERMINAL_STATUSES:
             remaining = deadline - self._monotonic()
             if remaining <= 0:
                 break
-            self._sleep(min(interval, remaining))
+            if self._signals is not None:
+                self._signals.wait_for_change(record.command_id, seen, min(interval, remaining))
+                seen = self._signals.version(record.command_id)
+            else:
+                self._sleep(min(interval, remaining))
             interval = min(interval * POLL_FACTOR, POLL_MAX)
             current = self.store.get_command(org_id, record.command_id) or current
         view = command_view(current)
@@ -469,7 +511,7 @@ class CommandService:
             reasons = "; ".join(verdict.get("reasons") or ["path not allowed by policy"])
             raise PathDenied(f"{op} of {path} refused: {reasons}", extra={"verdict": _short_verdict(verdict)})
         fields = self._operation_fields(auth, agent, command_id, op, verdict, path=path)
-        record = self._dispatch(auth, agent, fields, env={}, audit_fields=audit_fields)
+        record, _ = self._dispatch(auth, agent, fields, env={}, audit_fields=audit_fields)
         return self.wait(auth.org_id, record, DEFAULT_TIMEOUT_SECONDS)
 
     def sysinfo(self, auth: AuthContext, agent_ref: str) -> dict[str, Any]:
@@ -483,7 +525,7 @@ class CommandService:
         verdict = {"decision": shield.Decision.AUTO.value, "score": 0, "reasons": ["host facts query"]}
         fields = self._operation_fields(auth, agent, command_id, relay_protocol.OP_SYSINFO, verdict)
         try:
-            record = self._dispatch(auth, agent, fields, env={}, audit_fields={})
+            record, _ = self._dispatch(auth, agent, fields, env={}, audit_fields={})
         except AgentOffline:
             return stored
         view = self.wait(auth.org_id, record, 10)

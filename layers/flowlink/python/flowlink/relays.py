@@ -18,8 +18,10 @@ import re
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -34,7 +36,7 @@ from flowlink.errors import (
     ServiceMisconfigured,
 )
 from flowlink.settings import Settings
-from flowlink.storage import TERMINAL_STATUSES, Store, utc_now_iso
+from flowlink.storage import Store, utc_now_iso
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,91 @@ MAX_STORED_OUTPUT_CHARS = 96 * 1024
 # A dispatched command older than the envelope lifetime is no longer re-sent after a
 # reconnect: it fails instead of running long after the caller gave up.
 RESYNC_MAX_AGE_SECONDS = relay_protocol.ENVELOPE_TTL_SECONDS
+
+
+class _ConnectionCache:
+    """Which relay a connection belongs to, remembered per process.
+
+    A connection id is never reused for another relay, so an entry cannot go stale in a
+    harmful way; it saves a table read on every relay message (heartbeats, acks, results).
+    """
+
+    def __init__(self, capacity: int = 4096):
+        self._entries: OrderedDict[str, Any] = OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def get(self, connection_id: str) -> Any | None:
+        with self._lock:
+            entry = self._entries.get(connection_id)
+            if entry is not None:
+                self._entries.move_to_end(connection_id)
+            return entry
+
+    def put(self, connection_id: str, entry: Any) -> None:
+        with self._lock:
+            self._entries[connection_id] = entry
+            self._entries.move_to_end(connection_id)
+            while len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
+
+    def drop(self, connection_id: str) -> None:
+        with self._lock:
+            self._entries.pop(connection_id, None)
+
+
+_connections = _ConnectionCache()
+
+
+class CommandSignals:
+    """In-process wake-ups for waiters on a command record.
+
+    When the relay's ack/result is stored by this same process (the local stack, where
+    ``ws_message`` runs inside the gateway), the exec waiter wakes at once instead of at
+    its next poll. Across processes (Lambda) nothing is shared and waiters simply poll.
+    """
+
+    def __init__(self, capacity: int = 4096):
+        self._condition = threading.Condition()
+        self._versions: OrderedDict[str, int] = OrderedDict()
+        self._capacity = capacity
+
+    def version(self, command_id: str) -> int:
+        with self._condition:
+            return self._versions.get(command_id, 0)
+
+    def notify(self, command_id: str) -> None:
+        with self._condition:
+            self._versions[command_id] = self._versions.get(command_id, 0) + 1
+            self._versions.move_to_end(command_id)
+            while len(self._versions) > self._capacity:
+                self._versions.popitem(last=False)
+            self._condition.notify_all()
+
+    def wait_for_change(self, command_id: str, since: int, timeout: float) -> bool:
+        """True when ``command_id`` was updated after version ``since`` (within ``timeout``)."""
+        with self._condition:
+            return self._condition.wait_for(lambda: self._versions.get(command_id, 0) != since, timeout)
+
+
+command_signals = CommandSignals()
+
+
+def _lookup_connection(store: Store, connection_id: str) -> Any | None:
+    cached = _connections.get(connection_id)
+    if cached is not None and cached.table_prefix == store.settings.table_prefix:
+        return cached
+    record = store.get_connection(connection_id)
+    if record is None:
+        return None
+    entry = SimpleNamespace(
+        connection_id=record.connection_id,
+        relay_id=record.relay_id,
+        org_id=record.org_id,
+        table_prefix=store.settings.table_prefix,
+    )
+    _connections.put(connection_id, entry)
+    return entry
 
 
 class ConnectionGone(Exception):
@@ -317,6 +404,7 @@ def connect_relay(store: Store, connection_id: str, relay_id: str, org_id: str) 
 
 def disconnect_relay(store: Store, connection_id: str) -> None:
     """$disconnect: forget the connection; the relay goes offline unless it already reconnected."""
+    _connections.drop(connection_id)
     connection = store.get_connection(connection_id)
     if connection is None:
         return
@@ -342,7 +430,7 @@ def handle_relay_message(
     Returns the answer that was sent (or None), mainly for tests. A malformed message gets
     an ``error`` answer and changes nothing. Never raises for relay-supplied garbage.
     """
-    connection = store.get_connection(connection_id)
+    connection = _lookup_connection(store, connection_id)
     if connection is None:
         return _answer(channel, connection_id, _error("unknown_connection", "connection is not registered"))
     try:
@@ -471,26 +559,36 @@ def sign_command_envelope(settings: Settings, record: Any, *, env: dict[str, str
             "score": verdict.get("score"),
             "reasons": verdict.get("reasons", []),
         },
+        grant=getattr(record, "grant", None),
     )
 
 
-def _command_of_connection(store: Store, connection: Any, message: dict) -> Any:
+def _command_id(message: dict) -> str:
     command_id = message.get("command_id")
-    if not isinstance(command_id, str) or not command_id:
+    if not isinstance(command_id, str) or not command_id or len(command_id) > 128:
         raise InvalidInput("command_id is required")
-    record = store.get_command(connection.org_id, command_id)
-    # Another relay's (or org's) command is treated as unknown: a relay answers only for itself.
-    if record is None or record.relay_id != connection.relay_id:
-        raise InvalidInput(f"unknown command {command_id!r}")
-    return record
+    return command_id
 
 
 def _on_ack(store: Store, settings: Settings, channel: RelayChannel, connection: Any, message: dict) -> dict:
-    record = _command_of_connection(store, connection, message)
-    moved = store.transition_command(
-        record.command_id, ["queued", "dispatched"], "running", remove=["pending_env"], acked_at=utc_now_iso()
+    command_id = _command_id(message)
+    record = store.record_relay_update(
+        connection.org_id,
+        connection.relay_id,
+        command_id,
+        ["queued", "dispatched"],
+        "running",
+        remove=["pending_env"],
+        acked_at=utc_now_iso(),
     )
-    return {"type": "ack_recorded", "command_id": record.command_id, "changed": moved}
+    if record is None:
+        existing = store.get_command(connection.org_id, command_id)
+        # Another relay's (or org's) command is treated as unknown: a relay answers only for itself.
+        if existing is None or existing.relay_id != connection.relay_id:
+            raise InvalidInput(f"unknown command {command_id!r}")
+    else:
+        command_signals.notify(command_id)
+    return {"type": "ack_recorded", "command_id": command_id, "changed": record is not None}
 
 
 def _cap(text: Any) -> tuple[str, bool]:
@@ -521,7 +619,7 @@ _RESULT_AUDIT_KINDS = {
 def _on_result(
     store: Store, settings: Settings, channel: RelayChannel, connection: Any, message: dict
 ) -> dict:
-    record = _command_of_connection(store, connection, message)
+    command_id = _command_id(message)
     status = message.get("status")
     if status not in relay_protocol.RESULT_STATUSES:
         raise InvalidInput(f"status must be one of {sorted(relay_protocol.RESULT_STATUSES)}")
@@ -544,10 +642,10 @@ def _on_result(
     error = message.get("error") if isinstance(message.get("error"), str) else None
     if error is None and status == relay_protocol.RESULT_REFUSED and relay_verdict:
         error = "; ".join(str(r) for r in relay_verdict.get("reasons", [])[:10]) or None
-    if record.status in TERMINAL_STATUSES:
-        return {"type": "result_recorded", "command_id": record.command_id, "changed": False}
-    stored = store.transition_command(
-        record.command_id,
+    record = store.record_relay_update(
+        connection.org_id,
+        connection.relay_id,
+        command_id,
         ["queued", "dispatched", "running"],
         status,
         remove=["pending_env"],
@@ -560,7 +658,14 @@ def _on_result(
         error=error[:2000] if error else None,
         completed_at=utc_now_iso(),
     )
-    if stored and record.op == relay_protocol.OP_EXEC:
+    if record is None:
+        existing = store.get_command(connection.org_id, command_id)
+        if existing is None or existing.relay_id != connection.relay_id:
+            raise InvalidInput(f"unknown command {command_id!r}")
+        # Results are delivered at least once: the first one stored wins, repeats are ignored.
+        return {"type": "result_recorded", "command_id": command_id, "changed": False}
+    command_signals.notify(command_id)
+    if record.op == relay_protocol.OP_EXEC:
         fields = {
             "command_id": record.command_id,
             "relay_id": record.relay_id,
@@ -582,7 +687,7 @@ def _on_result(
             fields,
             actor={"type": "api_key", "key_id": record.requested_by, "name": record.requested_by_name},
         )
-    return {"type": "result_recorded", "command_id": record.command_id, "changed": stored}
+    return {"type": "result_recorded", "command_id": command_id, "changed": True}
 
 
 _HANDLERS: dict[str, Callable[..., dict]] = {

@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass
 
 from flowlink.commands import CommandService
-from flowlink.relays import RelayChannel
+from flowlink.relays import RelayChannel, command_signals
 from flowlink.settings import Settings
 from flowlink.storage import Store
 
@@ -28,9 +28,8 @@ def build_runtime(
 ) -> GatewayRuntime:
     store = store or Store(settings)
     channel = channel or RelayChannel(settings)
-    return GatewayRuntime(
-        settings=settings, store=store, channel=channel, commands=CommandService(settings, store, channel)
-    )
+    commands = CommandService(settings, store, channel, signals=command_signals)
+    return GatewayRuntime(settings=settings, store=store, channel=channel, commands=commands)
 
 
 _lock = threading.Lock()

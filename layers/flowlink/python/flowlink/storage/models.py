@@ -181,6 +181,9 @@ def _build_models(table_prefix: str, region: str) -> Models:
         # The env values, kept only until the relay acknowledges the command so a re-sync
         # after reconnect can re-sign the same command; removed on ack or result.
         pending_env = JSONAttribute(null=True)
+        # Approval grant (issue 4) a hard_ask command carries once approved; signed into
+        # the envelope, also when a sync re-sends it.
+        grant = UnicodeAttribute(null=True)
         idempotency_key = UnicodeAttribute(null=True)
         requested_by = UnicodeAttribute(null=True)
         requested_by_name = UnicodeAttribute(null=True)

@@ -216,15 +216,15 @@ class Store:
 
     # -- commands ---------------------------------------------------------------------
 
-    def create_command(self, **fields: Any) -> bool:
-        """Create a command record; False if one with that id exists (idempotent retry)."""
+    def create_command(self, **fields: Any) -> Any | None:
+        """Create a command record and return it; None if one with that id exists (idempotent retry)."""
         record = self.models.commands(**fields)
         try:
             record.save(condition=self.models.commands.command_id.does_not_exist())
-            return True
+            return record
         except PutError as exc:
             if _condition_failed(exc):
-                return False
+                return None
             raise
 
     def get_command_any_org(self, command_id: str) -> Any | None:
@@ -269,6 +269,45 @@ class Store:
             if _condition_failed(exc):
                 return False
             raise
+
+    def record_relay_update(
+        self,
+        org_id: str,
+        relay_id: str,
+        command_id: str,
+        from_statuses: Iterable[str],
+        to_status: str,
+        *,
+        remove: Iterable[str] = (),
+        **fields: Any,
+    ) -> Any | None:
+        """Apply a relay's ack/result in one conditional write and return the updated record.
+
+        The condition also checks that the command belongs to this org and relay, so a relay
+        can only ever change its own commands. None when the condition fails: unknown id,
+        another relay's command, or a state that already moved on (a repeated result).
+        """
+        model = self.models.commands
+        actions = [model.status.set(to_status), model.updated_at.set(utc_now_iso())]
+        for name, value in fields.items():
+            if value is not None:
+                actions.append(getattr(model, name).set(value))
+        for name in remove:
+            actions.append(getattr(model, name).remove())
+        condition = (
+            model.command_id.exists()
+            & (model.org_id == org_id)
+            & (model.relay_id == relay_id)
+            & model.status.is_in(*list(from_statuses))
+        )
+        record = model(command_id=command_id)
+        try:
+            record.update(actions=actions, condition=condition)
+        except UpdateError as exc:
+            if _condition_failed(exc):
+                return None
+            raise
+        return record
 
     def list_pending_commands(self, org_id: str, relay_id: str) -> list[Any]:
         """Commands of a relay sent but not yet acknowledged (status ``dispatched``), oldest first."""
