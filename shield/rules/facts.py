@@ -325,6 +325,8 @@ def classify_path(word: str, env: PathEnv = PathEnv()) -> frozenset[str]:
             classes.add("build")
         if parts and parts[0] == ".git":
             classes.add("git_dir")
+            if len(parts) > 2 and parts[1] == "hooks":
+                classes.add("git_hook")
         return frozenset(classes | _name_classes(path))
 
     norm = _norm(path)

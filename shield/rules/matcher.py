@@ -119,6 +119,8 @@ class Facts:
                     parts.append(arg.split("=", 1)[1])
                 elif len(arg) > 2 and arg[0] == "-" and arg[1] != "-" and arg[-1] in "ce" and i + 1 < len(args):
                     parts.append(args[i + 1])  # clusters like -lc, -ne, -pe end with the code flag
+                elif len(arg) > 3 and arg[:2] in ("-e", "-c", "-r") and any(ch in arg[2:] for ch in "=(;'\" .$/"):
+                    parts.append(arg[2:])  # code glued to its flag: ruby -e'...', python -c'...'
             if self.command.name in _AWK:
                 for arg in args:
                     if not arg.startswith("-"):
