@@ -19,7 +19,7 @@ import shlex
 from collections.abc import Callable
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from shield.model import Context, Decision
@@ -92,6 +92,15 @@ def _ansi_c(argv: list[str]) -> str:
     return f"$'{escaped}' " + _line(argv[1:])
 
 
+def _printf_name(argv: list[str]) -> str:
+    escaped = "".join(f"\\x{ord(ch):02x}" for ch in argv[0])
+    return f"$(printf '{escaped}') " + _line(argv[1:])
+
+
+def _backtick_name(argv: list[str]) -> str:
+    return f"`echo {shlex.quote(argv[0])}` " + _line(argv[1:])
+
+
 def _variable(argv: list[str]) -> str:
     return f"c={shlex.quote(argv[0])}; $c " + _line(argv[1:])
 
@@ -132,6 +141,8 @@ FINAL_TRANSFORMS: dict[str, Transform] = {
     "backslash": _backslash,
     "$'..' escapes": _ansi_c,
     "variable indirection": _variable,
+    "printf substitution": _printf_name,
+    "backtick substitution": _backtick_name,
     "plain": _line,
 }
 STRING_WRAPPERS: dict[str, Callable[[str], str]] = {
@@ -139,6 +150,9 @@ STRING_WRAPPERS: dict[str, Callable[[str], str]] = {
     "sh -c": lambda text: f"sh -c {shlex.quote(text)}",
     "eval": lambda text: f"eval {shlex.quote(text)}",
     "base64 | bash": lambda text: f"echo {base64.b64encode(text.encode()).decode()} | base64 -d | bash",
+    "hex | xxd | sh": lambda text: f"echo {text.encode().hex()} | xxd -r -p | sh",
+    "here-string": lambda text: f"bash <<< {shlex.quote(text)}",
+    "heredoc": lambda text: f"sh <<'EOF'\n{text}\nEOF",
 }
 
 
@@ -165,6 +179,10 @@ def wrapped_commands(draw) -> tuple[list[str], str, list[str]]:
         text = STRING_WRAPPERS[name](text)
         applied.append(name)
     return argv, text, applied
+
+
+# Found by this test: a heredoc body whose command name is backslash-escaped.
+HEREDOC_BACKSLASH = (["rm", "-rf", "/"], "sh <<'EOF'\n\\rm -rf /\nEOF", ["backslash", "heredoc"])
 
 
 SETTINGS = settings(
@@ -201,6 +219,7 @@ def test_properties_org_deny_survives_each_single_transformation(name):
 @pytest.mark.timeout(120)
 @SETTINGS
 @given(wrapped_commands())
+@example(HEREDOC_BACKSLASH)
 def test_properties_org_deny_survives_stacked_wrappers(case):
     _argv, text, applied = case
     parsed = parse(text)
@@ -233,6 +252,7 @@ def test_properties_engine_blocks_every_plain_base_command(engine, argv):
 @pytest.mark.timeout(300)
 @SETTINGS
 @given(case=wrapped_commands())
+@example(case=HEREDOC_BACKSLASH)
 def test_properties_engine_wrapping_never_lowers_the_decision(engine, case):
     argv, text, applied = case
     base = _rank(engine, _line(argv))
