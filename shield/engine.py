@@ -89,8 +89,11 @@ class Shield:
         Results come from an LRU cache of this pure function when the same command is
         analysed again with the same context fields and policy version.
         """
-        context = context or Context()
-        policy = context.policy if context.policy is not None else self.policy
+        try:
+            context = context if context is not None else Context()
+            policy = context.policy if context.policy is not None else self.policy
+        except Exception as exc:  # not a Context: refuse to guess, fail closed
+            return _error_verdict(exc, self.policy)
         try:
             key = _CacheKey(
                 command=command,
@@ -175,7 +178,7 @@ class Shield:
             intents=intents,
             normalized=parsed.normalized,
             levels_run=levels,
-            engine_version=ENGINE_VERSION,
+            engine_version=f"{ENGINE_VERSION}+rules.{self.ruleset.fingerprint}",
             policy_version=str(policy.version),
             contributions=contributions,
             policy_matches=list(outcome.matches),

@@ -29,6 +29,7 @@ generic ones.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -107,6 +108,7 @@ class RuleSet:
     profiles: dict[str, CommandProfile] = field(default_factory=dict)
     leading_targets: frozenset[str] = frozenset()
     packs: list[str] = field(default_factory=list)
+    fingerprint: str = "custom"  # sha256 prefix of the pack files, stamped on verdicts
     # Filled lazily by the matcher: compiled predicates and per-name candidate lists.
     predicates: dict[str, Any] = field(default_factory=dict, repr=False)
     compiled_candidates: dict[tuple[str, bool], list[Any]] = field(default_factory=dict, repr=False)
@@ -377,8 +379,13 @@ def load_default_ruleset() -> RuleSet:
     """Compile every pack shipped in ``shield/rules/packs`` (sorted by file name)."""
     folder = resources.files("shield.rules") / "packs"
     documents = []
+    digest = hashlib.sha256()
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith((".yaml", ".yml")):
             source = f"shield/rules/packs/{entry.name}"
-            documents.append((source, load_text(entry.read_text(encoding="utf-8"), source)))
-    return build_ruleset(documents)
+            text = entry.read_text(encoding="utf-8")
+            digest.update(entry.name.encode() + b"\0" + text.encode() + b"\0")
+            documents.append((source, load_text(text, source)))
+    ruleset = build_ruleset(documents)
+    ruleset.fingerprint = digest.hexdigest()[:12]
+    return ruleset

@@ -122,3 +122,14 @@ def test_engine_context_home_and_cwd_change_targets(fresh):
     context = Context(cwd="/home/dev/app", project_root="/home/dev/app")
     assert fresh.analyze("rm -rf /home/dev/app/dist", context).decision is Decision.AUTO
     assert fresh.analyze("rm -rf /home/dev/app/dist").decision in (Decision.DENY, Decision.HARD_ASK, Decision.SOFT_ASK)
+
+
+def test_engine_odd_context_fails_closed(fresh):
+    verdict = fresh.analyze("ls", context="not a context")  # type: ignore[arg-type]
+    assert verdict.decision is Decision.HARD_ASK
+    assert "engine_error" in verdict.flags
+
+
+def test_engine_version_names_the_rule_packs(fresh):
+    version = fresh.analyze("ls").engine_version
+    assert "+rules." in version and len(version.split("+rules.")[1]) == 12
