@@ -11,14 +11,17 @@ Reasons start with one stable word — ``modified``, ``deleted``, ``inserted``,
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Iterator, Mapping
 
 from flowlink.audit import merkle
-from flowlink.audit.canonical import CanonicalizationError, canonical_text
-from flowlink.audit.chain import GENESIS_HASH, chain_hash, is_hash, utc_now_iso
+from flowlink.audit.chain import GENESIS_HASH, utc_now_iso
+from flowlink.audit.store import index_fields
+
+_decode = json.JSONDecoder().decode
 
 MODIFIED = "modified"
 DELETED = "deleted"
@@ -95,7 +98,7 @@ class IntegrityReport:
 
 def _event_object(record: AuditRecord) -> dict[str, Any] | None:
     try:
-        value = json.loads(record.event)
+        value = _decode(record.event)
     except (TypeError, ValueError):
         return None
     return value if isinstance(value, dict) else None
@@ -103,18 +106,28 @@ def _event_object(record: AuditRecord) -> dict[str, Any] | None:
 
 def _self_consistent(record: AuditRecord) -> bool:
     """Content matches the record's own chain_hash given its own prev_hash."""
-    if not (is_hash(record.prev_hash) and is_hash(record.chain_hash)):
+    if len(record.prev_hash) != 64 or len(record.chain_hash) != 64:
         return False
-    return chain_hash(record.prev_hash, record.event.encode("utf-8", "surrogatepass")) == record.chain_hash
+    try:
+        prev = bytes.fromhex(record.prev_hash)
+        body = record.event.encode("utf-8")
+    except (ValueError, UnicodeEncodeError):
+        return False
+    return hashlib.sha256(prev + body).hexdigest() == record.chain_hash
 
 
-def _index_mismatch(record: AuditRecord, event: Mapping[str, Any]) -> str | None:
+def _index_mismatch(record: AuditRecord, event: dict[str, Any]) -> str | None:
     """Filter copies (kind, ts, agent, key_id, decision) must agree with the hashed event."""
-    from flowlink.audit.store import index_fields
-
-    fields = event.get("fields") if isinstance(event.get("fields"), Mapping) else {}
-    actor = event.get("actor") if isinstance(event.get("actor"), Mapping) else None
-    expected = {"kind": event.get("kind"), "ts": event.get("ts"), **index_fields(str(event.get("kind")), fields, actor)}
+    if not record.indexes:
+        return None
+    fields = event.get("fields")
+    actor = event.get("actor")
+    expected = {
+        "kind": event.get("kind"),
+        "ts": event.get("ts"),
+        **index_fields(str(event.get("kind")), fields if isinstance(fields, dict) else {},
+                       actor if isinstance(actor, dict) else None),
+    }
     for name, stored in record.indexes.items():
         if expected.get(name) != stored:
             return name
@@ -151,15 +164,14 @@ def verify_records(
     chain_ok = True
     for record in iterator:
         expected = size + 1
-        problem = _check(record, expected, prev, frontier, org_id, check_merkle_storage)
+        problem, new_frontier = _check(record, expected, prev, frontier, org_id, check_merkle_storage)
         if problem is not None:
             problems.append(_diagnose(record, expected, problem, iterator))
             chain_ok = False
             for _ in iterator:  # count what is stored after the break
                 pass
             break
-        body = record.event.encode("utf-8")
-        frontier, _ = merkle.frontier_append(frontier, size, merkle.leaf_hash(body))
+        frontier = new_frontier
         size = expected
         prev = record.chain_hash
         for anchor in by_seq.get(size, ()):
@@ -203,35 +215,35 @@ def _check(
     frontier: list[bytes],
     org_id: str,
     check_merkle_storage: bool,
-) -> str | None:
-    """None if the record is the correct next record, else a short code of what failed."""
-    if not isinstance(record.seq, int):
-        return "key"
+) -> tuple[str | None, list[bytes]]:
+    """(None, frontier after the record) if it is the correct next record, else (a short code
+    of what failed, the old frontier)."""
+    if type(record.seq) is not int:
+        return "key", frontier
     if record.seq != expected:
-        return "gap" if record.seq > expected else "key"
+        return ("gap" if record.seq > expected else "key"), frontier
     if not _self_consistent(record):
-        return "content"
+        return "content", frontier
     event = _event_object(record)
     if event is None:
-        return "content"
+        return "content", frontier
     if event.get("seq") != record.seq:
-        return "moved"
+        return "moved", frontier
     if record.prev_hash != prev:
-        return "link"
+        return "link", frontier
     if event.get("org_id") != org_id:
-        return "org"
-    try:
-        if canonical_text(event) != record.event:
-            return "canonical"
-    except CanonicalizationError:
-        return "canonical"
+        return "org", frontier
     if _index_mismatch(record, event):
-        return "index"
+        return "index", frontier
+    new_frontier, levels = merkle.frontier_append(frontier, expected - 1, merkle.leaf_hash(record.event.encode()))
     if check_merkle_storage:
-        new_frontier, levels = merkle.frontier_append(frontier, expected - 1, merkle.leaf_hash(record.event.encode()))
-        if record.mt != "".join(h.hex() for h in levels) or record.frontier != "".join(h.hex() for h in new_frontier):
-            return "merkle"
-    return None
+        try:
+            stored_levels, stored_frontier = bytes.fromhex(record.mt), bytes.fromhex(record.frontier)
+        except ValueError:
+            return "merkle", frontier
+        if stored_levels != b"".join(levels) or stored_frontier != b"".join(new_frontier):
+            return "merkle", frontier
+    return None, new_frontier
 
 
 def _diagnose(record: AuditRecord, expected: int, problem: str, rest: Iterator[AuditRecord]) -> tuple[float, str]:
@@ -245,8 +257,6 @@ def _diagnose(record: AuditRecord, expected: int, problem: str, rest: Iterator[A
         return (expected, f"{MODIFIED}: the content of record {expected} does not match its chain_hash")
     if problem == "org":
         return (expected, f"{MODIFIED}: record {expected} names another org")
-    if problem == "canonical":
-        return (expected, f"{MODIFIED}: record {expected} is not in canonical form")
     if problem == "index":
         event = _event_object(record) or {}
         return (expected, f"{MODIFIED}: the '{_index_mismatch(record, event)}' attribute of record {expected} "
