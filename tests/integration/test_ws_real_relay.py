@@ -1,0 +1,112 @@
+"""The real edge relay (``python -m edge_relay`` as a process) against this gateway over real
+sockets: enrollment through the REST API, the WebSocket session through the local API Gateway
+emulation, and exec/read round trips driven by the official MCP client."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import anyio
+import httpx2
+import pytest
+from mcp.client import Client
+from mcp.client.streamable_http import streamable_http_client
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for(predicate, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def real_relay(live_gateway, tmp_path):
+    org = live_gateway.stack.org("acme")
+    state_dir = tmp_path / "relay-state"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    enroll = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge_relay",
+            "enroll",
+            "--api-url",
+            live_gateway.base_url,
+            "--token",
+            org["enrollment_token"],
+            "--name",
+            "real-01",
+            "--state-dir",
+            str(state_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert enroll.returncode == 0, enroll.stderr
+    log = open(tmp_path / "relay.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edge_relay", "run", "--state-dir", str(state_dir), "--health-port", "0"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    try:
+        store = live_gateway.stack.store
+
+        def online():
+            agents = store.find_agents_by_name(org["org_id"], "real-01")
+            return agents and agents[0].status == "online" and agents[0].version
+
+        wait_for(online)
+        yield org
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+async def _calls(url: str, key: str, calls):
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=120) as http,
+        Client(streamable_http_client(url, http_client=http), mode="auto") as client,
+    ):
+        return [await client.call_tool(name, arguments) for name, arguments in calls]
+
+
+def test_real_relay_runs_exec_and_refuses_what_shield_denies(live_gateway, real_relay):
+    org = real_relay
+    hello, denied, read, history = anyio.run(
+        _calls,
+        live_gateway.mcp_url,
+        org["api_key"],
+        [
+            ("exec", {"agent": "real-01", "command": "echo hello"}),
+            ("exec", {"agent": "real-01", "command": "rm -rf /"}),
+            ("read", {"agent": "real-01", "path": "/etc/hostname"}),
+            ("history", {"agent": "real-01"}),
+        ],
+    )
+    assert hello.is_error is False, hello.content
+    assert hello.structured_content["stdout"] == "hello\n" and hello.structured_content["exit_code"] == 0
+    assert hello.structured_content["verdict"]["relay"]["decision"] == "auto"
+    assert denied.is_error is True and "refused" in denied.content[0].text
+    assert read.is_error is False, read.content
+    with open("/etc/hostname") as handle:
+        assert read.structured_content["stdout"] == handle.read()
+    statuses = [c["status"] for c in history.structured_content["commands"]]
+    assert statuses[1:] == ["denied", "completed"]
