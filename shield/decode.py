@@ -138,7 +138,7 @@ def _unescape(text: str, *, octal_needs_zero: bool, stop_at_c: bool) -> tuple[st
                 i += 2
         elif nxt in "uU":
             width = 4 if nxt == "u" else 8
-            digits = re.match(r"[0-9A-Fa-f]{1,%d}" % width, text[i + 2 : i + 2 + width])
+            digits = re.match(r"[0-9A-Fa-f]{1," + str(width) + "}", text[i + 2 : i + 2 + width])
             if digits:
                 try:
                     out.append(chr(int(digits.group(0), 16)))

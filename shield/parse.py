@@ -57,7 +57,7 @@ def parse(command: str | bytes, *, home: str = "/root", cwd: str | None = None) 
     flags: set[str] = set()
     try:
         text = _decode_input(command, flags)
-    except Exception:  # noqa: BLE001 - the parser must never raise on input
+    except Exception:
         logger.exception("could not decode command input")
         return ParseResult(source="", flags={"binary", "parse_error"}, errors=["undecodable input"])
     source = text
@@ -65,7 +65,7 @@ def parse(command: str | bytes, *, home: str = "/root", cwd: str | None = None) 
     errors: list[str] = []
     if len(encoded) > MAX_SOURCE_BYTES:
         flags.update({"too_large", "truncated"})
-        errors.append("command is %d bytes; only the first %d were analysed" % (len(encoded), MAX_SOURCE_BYTES))
+        errors.append(f"command is {len(encoded)} bytes; only the first {MAX_SOURCE_BYTES} were analysed")
         source = encoded[:MAX_SOURCE_BYTES].decode("utf-8", "ignore")
     result = ParseResult(source=source, flags=flags, errors=errors)
     if not source.strip():
@@ -76,7 +76,7 @@ def parse(command: str | bytes, *, home: str = "/root", cwd: str | None = None) 
         flags.update({"too_large", "truncated"})
         parse_text = encoded[:MAX_PARSE_BYTES].decode("utf-8", "ignore")
         if len(encoded) <= MAX_SOURCE_BYTES:
-            errors.append("command is %d bytes; only the first %d were parsed" % (len(encoded), MAX_PARSE_BYTES))
+            errors.append(f"command is {len(encoded)} bytes; only the first {MAX_PARSE_BYTES} were parsed")
     if cwd is not None and not cwd.startswith("/"):
         cwd = None
     worker = analyzer.Analyzer(result, home, cwd)
@@ -85,10 +85,10 @@ def parse(command: str | bytes, *, home: str = "/root", cwd: str | None = None) 
     except RecursionError:
         result.flags.update({"too_deep", "unresolved"})
         result.errors.append("input nests too deeply to analyse")
-    except Exception as exc:  # noqa: BLE001 - never raise; an unanalysable command is not safe
+    except Exception as exc:
         logger.exception("parser failure")
         result.flags.update({"parse_error", "unresolved"})
-        result.errors.append("internal parser error: %s" % type(exc).__name__)
+        result.errors.append(f"internal parser error: {type(exc).__name__}")
     result.normalized = " ; ".join(unit for unit in worker.units if unit)
     if not result.commands and not result.flags & {"empty"} and not result.normalized:
         result.normalized = ""

@@ -49,31 +49,151 @@ def _parser() -> tree_sitter.Parser:
     return parser
 
 
-SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "mksh", "ash", "rbash", "fish", "csh", "tcsh", "yash",
-                    "pdksh", "oksh", "posh"})
-NETWORK_SOURCES = frozenset({"curl", "wget", "nc", "ncat", "netcat", "fetch", "socat", "http", "https", "xh",
-                             "aria2c", "lynx", "w3m", "links", "ftp", "tftp", "telnet", "ssh", "scp", "sftp",
-                             "rsync", "smbclient", "dig", "nslookup", "host", "s3cmd", "gsutil",
-                             "invoke-webrequest", "iwr", "httpie", "openssl"})
+SHELLS = frozenset(
+    {
+        "sh",
+        "bash",
+        "zsh",
+        "dash",
+        "ksh",
+        "mksh",
+        "ash",
+        "rbash",
+        "fish",
+        "csh",
+        "tcsh",
+        "yash",
+        "pdksh",
+        "oksh",
+        "posh",
+    }
+)
+NETWORK_SOURCES = frozenset(
+    {
+        "curl",
+        "wget",
+        "nc",
+        "ncat",
+        "netcat",
+        "fetch",
+        "socat",
+        "http",
+        "https",
+        "xh",
+        "aria2c",
+        "lynx",
+        "w3m",
+        "links",
+        "ftp",
+        "tftp",
+        "telnet",
+        "ssh",
+        "scp",
+        "sftp",
+        "rsync",
+        "smbclient",
+        "dig",
+        "nslookup",
+        "host",
+        "s3cmd",
+        "gsutil",
+        "invoke-webrequest",
+        "iwr",
+        "httpie",
+        "openssl",
+    }
+)
 # Variables whose value other programs run as a shell command.
-_EXEC_VARIABLES = frozenset({"GIT_SSH_COMMAND", "GIT_PAGER", "PAGER", "GIT_EDITOR", "EDITOR", "VISUAL",
-                             "GIT_EXTERNAL_DIFF", "GIT_PROXY_COMMAND", "PROMPT_COMMAND", "MANPAGER",
-                             "SYSTEMD_PAGER", "LESSOPEN", "GIT_ASKPASS", "SSH_ASKPASS"})
-_RESERVED_FIRST = frozenset({"if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done", "case",
-                             "esac", "function", "select", "in", "!", "{", "}", "[[", "]]", "time", "coproc"})
+_EXEC_VARIABLES = frozenset(
+    {
+        "GIT_SSH_COMMAND",
+        "GIT_PAGER",
+        "PAGER",
+        "GIT_EDITOR",
+        "EDITOR",
+        "VISUAL",
+        "GIT_EXTERNAL_DIFF",
+        "GIT_PROXY_COMMAND",
+        "PROMPT_COMMAND",
+        "MANPAGER",
+        "SYSTEMD_PAGER",
+        "LESSOPEN",
+        "GIT_ASKPASS",
+        "SSH_ASKPASS",
+    }
+)
+_RESERVED_FIRST = frozenset(
+    {
+        "if",
+        "then",
+        "else",
+        "elif",
+        "fi",
+        "for",
+        "while",
+        "until",
+        "do",
+        "done",
+        "case",
+        "esac",
+        "function",
+        "select",
+        "in",
+        "!",
+        "{",
+        "}",
+        "[[",
+        "]]",
+        "time",
+        "coproc",
+    }
+)
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _ASSIGNMENT_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _BRACED = re.compile(
     r"^(?P<pre>[#!]?)(?P<name>[A-Za-z_][A-Za-z0-9_]*|[0-9]+|[@*#?$!\-])(?:\[(?P<idx>[^\]]*)\])?(?P<op>.*)$",
-    re.S,
+    re.DOTALL,
 )
 _SUBSTRING = re.compile(r"^:\s*(-?\d+)\s*(?::\s*(-?\d+)\s*)?$")
 _INLINE_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _ARITH_SAFE = re.compile(r"^[\d\s+\-*/%()]+$")
 _FAST_PATH = re.compile(r"^[A-Za-z0-9_./:,@%+=-]+(?: +[A-Za-z0-9_./:,@%+=-]+)*$")
-_STATEMENT_SKIP = frozenset({";", ";;", "&", "&&", "||", "|", "|&", "\n", "(", ")", "{", "}", "do", "done", "then",
-                             "fi", "if", "elif", "else", "while", "until", "for", "in", "case", "esac", "comment",
-                             "heredoc_body", "heredoc_end", "heredoc_start", "function", "select", "!"})
+_STATEMENT_SKIP = frozenset(
+    {
+        ";",
+        ";;",
+        "&",
+        "&&",
+        "||",
+        "|",
+        "|&",
+        "\n",
+        "(",
+        ")",
+        "{",
+        "}",
+        "do",
+        "done",
+        "then",
+        "fi",
+        "if",
+        "elif",
+        "else",
+        "while",
+        "until",
+        "for",
+        "in",
+        "case",
+        "esac",
+        "comment",
+        "heredoc_body",
+        "heredoc_end",
+        "heredoc_start",
+        "function",
+        "select",
+        "!",
+    }
+)
 
 
 @dataclass(slots=True)
@@ -92,7 +212,7 @@ class Stream:
 class _Ctx:
     """How the commands found in one region of input are reached (origin, wrappers, depth)."""
 
-    __slots__ = ("src", "depth", "origin", "wrappers", "privileged", "background", "obf")
+    __slots__ = ("background", "depth", "obf", "origin", "privileged", "src", "wrappers")
 
     def __init__(self, src, depth=0, origin="top", wrappers=(), privileged=False, background=False, obf=()):
         self.src = src
@@ -103,8 +223,10 @@ class _Ctx:
         self.background = background
         self.obf = obf
 
-    def derive(self, **changes) -> "_Ctx":
-        ctx = _Ctx(self.src, self.depth, self.origin, self.wrappers, self.privileged, self.background, self.obf)
+    def derive(self, **changes) -> _Ctx:
+        ctx = _Ctx(
+            self.src, self.depth, self.origin, self.wrappers, self.privileged, self.background, self.obf
+        )
         for key, value in changes.items():
             setattr(ctx, key, value)
         return ctx
@@ -113,7 +235,7 @@ class _Ctx:
 class _WordState:
     """Facts gathered while evaluating the words of one command."""
 
-    __slots__ = ("dynamic", "obf", "decoders", "network", "glob")
+    __slots__ = ("decoders", "dynamic", "glob", "network", "obf")
 
     def __init__(self):
         self.dynamic = False
@@ -159,14 +281,23 @@ class Analyzer:
         self.call_stack: list[str] = []
         self.positional: list[str] = []
         self.procsubs: dict[str, Stream] = {}
+        self.files: dict[str, Stream] = {}  # scripts written earlier in the same input
         self.units: list[str | None] = []
         self.nodes = 0
         self.tree_depth = 0
         self.exhausted = False
         self.parser = _parser()
         user = self.home.rstrip("/").rsplit("/", 1)[-1] or "root"
-        self.env = {"HOME": self.home, "PATH": _DEFAULT_PATH, "IFS": " \t\n", "SHELL": "/bin/bash",
-                    "USER": user, "LOGNAME": user, "PWD": cwd or self.home, "TMPDIR": "/tmp"}
+        self.env = {
+            "HOME": self.home,
+            "PATH": _DEFAULT_PATH,
+            "IFS": " \t\n",
+            "SHELL": "/bin/bash",
+            "USER": user,
+            "LOGNAME": user,
+            "PWD": cwd or self.home,
+            "TMPDIR": "/tmp",
+        }
 
     # ------------------------------------------------------------------ entry points
 
@@ -189,8 +320,15 @@ class Analyzer:
         outcome = self.exec_argv(argv, [False] * len(argv), _Ctx(text.encode()), _WordState(), raw=text)
         self.units[slot] = outcome.render
 
-    def parse_text(self, text: str, ctx: _Ctx, *, top: bool = False, stdin: Stream | None = None,
-                   positional: list[str] | None = None) -> _Outcome:
+    def parse_text(
+        self,
+        text: str,
+        ctx: _Ctx,
+        *,
+        top: bool = False,
+        stdin: Stream | None = None,
+        positional: list[str] | None = None,
+    ) -> _Outcome:
         """Parse a shell string (the input, or one run by sh -c/eval/a decoder) and walk it."""
         if not top:
             if ctx.depth >= MAX_UNWRAP_DEPTH:
@@ -215,7 +353,9 @@ class Analyzer:
                     ctx = ctx.derive(obf=ctx.obf + ("brace_expansion",))
         if root.has_error and not _only_heredoc_quirks(root):
             broken = True
-            self._flag("parse_error", "syntax error in %s" % ("input" if top else "nested string (%s)" % ctx.origin))
+            self._flag(
+                "parse_error", "syntax error in %s" % ("input" if top else f"nested string ({ctx.origin})")
+            )
             repaired = self._repair(src)
             if repaired is not None:
                 retry = self.parser.parse(repaired)
@@ -243,8 +383,10 @@ class Analyzer:
         for match in _NESTING_CHARS.finditer(src):
             depth += 1 if match.group(0) in (b"(", b"{") else -1
             if depth > MAX_SOURCE_NESTING:
-                self._flag("too_deep", "brackets nest more than %d deep; the rest was not analysed"
-                           % MAX_SOURCE_NESTING)
+                self._flag(
+                    "too_deep",
+                    f"brackets nest more than {MAX_SOURCE_NESTING} deep; the rest was not analysed",
+                )
                 self._flag("truncated")
                 self._flag("unresolved")
                 return src[: match.start()]
@@ -260,8 +402,9 @@ class Analyzer:
                 if word.startswith("~"):
                     word, _ = words.expand_tilde(word, self.home)
                 expanded.extend(words.brace_expand(word) if "{" in word else [word])
-            outcome = self.exec_argv(expanded, [False] * len(expanded), ctx.derive(origin=ctx.origin), state,
-                                     raw=" ".join(argv))
+            outcome = self.exec_argv(
+                expanded, [False] * len(expanded), ctx.derive(origin=ctx.origin), state, raw=" ".join(argv)
+            )
             self.units[slot] = outcome.render
 
     @staticmethod
@@ -362,8 +505,19 @@ class Analyzer:
             return self._pipeline([c for c in node.children if c.is_named], ctx, stdin, pipe_from)
         if kind == "redirected_statement":
             return self._redirected(node, ctx, stdin, pipe_from)
-        if kind in ("program", "list", "subshell", "compound_statement", "do_group", "else_clause",
-                    "elif_clause", "if_statement", "while_statement", "until_statement", "negated_command"):
+        if kind in (
+            "program",
+            "list",
+            "subshell",
+            "compound_statement",
+            "do_group",
+            "else_clause",
+            "elif_clause",
+            "if_statement",
+            "while_statement",
+            "until_statement",
+            "negated_command",
+        ):
             return self._sequence(node.children, ctx, stdin, pipe_from)
         if kind == "for_statement":
             return self._for(node, ctx, stdin)
@@ -377,9 +531,12 @@ class Analyzer:
             render = None
             if assigned is not None:
                 name, value, _dynamic = assigned
-                shown = "(%s)" % " ".join(words.quote(v) for v in value) if isinstance(value, list) else \
-                    words.quote(value)
-                render = "%s=%s" % (name, shown)
+                shown = (
+                    "({})".format(" ".join(words.quote(v) for v in value))
+                    if isinstance(value, list)
+                    else words.quote(value)
+                )
+                render = f"{name}={shown}"
             return _Outcome(Stream(b""), None, render)
         if kind == "variable_assignments":
             for child in node.named_children:
@@ -389,8 +546,15 @@ class Analyzer:
         if kind == "declaration_command":
             argv = self._declaration_argv(node, ctx)
             self._declare(node, ctx)
-            return self.exec_argv(argv, [False] * len(argv), ctx, _WordState(), raw=self._text(node, ctx),
-                                  pipe_from=pipe_from, state_effects=False)
+            return self.exec_argv(
+                argv,
+                [False] * len(argv),
+                ctx,
+                _WordState(),
+                raw=self._text(node, ctx),
+                pipe_from=pipe_from,
+                state_effects=False,
+            )
         if kind == "unset_command":
             argv = [node.children[0].type if node.children else "unset"]
             for child in node.named_children:
@@ -399,12 +563,19 @@ class Analyzer:
                 self.vars.pop(name, None)
                 self.namerefs.pop(name, None)
             # unset HISTFILE and friends matter to rules: emit it like any command.
-            return self.exec_argv(argv, [False] * len(argv), ctx, _WordState(), raw=self._text(node, ctx),
-                                  pipe_from=pipe_from, state_effects=False)
+            return self.exec_argv(
+                argv,
+                [False] * len(argv),
+                ctx,
+                _WordState(),
+                raw=self._text(node, ctx),
+                pipe_from=pipe_from,
+                state_effects=False,
+            )
         if kind == "comment":
             return _Outcome(Stream(b""))
         if kind == "ERROR":
-            self._flag("parse_error", "syntax error near byte %d" % node.start_byte)
+            self._flag("parse_error", f"syntax error near byte {node.start_byte}")
             return self._sequence(node.children, ctx, stdin, pipe_from)
         # test_command, arithmetic, c-style for, anything else: run what it substitutes.
         self._scan_substitutions(node, ctx)
@@ -465,15 +636,20 @@ class Analyzer:
             renders.append(outcome.render or self._text(stage, ctx))
             previous_out = outcome.stdout if outcome.stdout is not None else Stream()
             previous_main = outcome.main or previous_main
-            if previous_out.network is False and previous_main is not None and previous_main.stdin_is_network \
-                    and previous_out.data is None:
+            if (
+                previous_out.network is False
+                and previous_main is not None
+                and previous_main.stdin_is_network
+                and previous_out.data is None
+            ):
                 previous_out = Stream(None, True, previous_out.decoders)
         return _Outcome(previous_out, previous_main, " | ".join(renders))
 
     def _redirected(self, node, ctx: _Ctx, stdin: Stream | None, pipe_from) -> _Outcome:
         body = node.child_by_field_name("body")
-        redirect_nodes = [c for c in node.children if c.type in ("file_redirect", "heredoc_redirect",
-                                                                  "herestring_redirect")]
+        redirect_nodes = [
+            c for c in node.children if c.type in ("file_redirect", "heredoc_redirect", "herestring_redirect")
+        ]
         redirects, extra_args, redirect_stdin, continuation = self._redirects(redirect_nodes, ctx)
         effective_stdin = redirect_stdin or stdin
         if body is None:
@@ -483,7 +659,9 @@ class Analyzer:
         elif body.type == "pipeline":
             stages = [c for c in body.children if c.is_named]
             # Redirections written after a pipeline belong to its last stage.
-            outcome = self._pipeline_with_last_redirects(stages, ctx, stdin, pipe_from, redirects, redirect_stdin)
+            outcome = self._pipeline_with_last_redirects(
+                stages, ctx, stdin, pipe_from, redirects, redirect_stdin
+            )
         elif body.type == "list":
             outcome = self._list_with_last_redirects(body, ctx, stdin, pipe_from, redirects, redirect_stdin)
         else:
@@ -518,14 +696,17 @@ class Analyzer:
         if last.type == "command":
             tail = self._command(last, ctx, redirect_stdin, redirects, None)
         elif last.type == "pipeline":
-            tail = self._pipeline_with_last_redirects([c for c in last.children if c.is_named], ctx, None, None,
-                                                      redirects, redirect_stdin)
+            tail = self._pipeline_with_last_redirects(
+                [c for c in last.children if c.is_named], ctx, None, None, redirects, redirect_stdin
+            )
         elif last.type == "list":
             tail = self._list_with_last_redirects(last, ctx, None, None, redirects, redirect_stdin)
         else:
             tail = self.walk(last, ctx, redirect_stdin)
         self.units[slot] = tail.render
-        return _Outcome(_concat([first.stdout or Stream(), tail.stdout or Stream()]), tail.main or first.main, None)
+        return _Outcome(
+            _concat([first.stdout or Stream(), tail.stdout or Stream()]), tail.main or first.main, None
+        )
 
     def _pipeline_with_last_redirects(self, stages, ctx, stdin, pipe_from, redirects, redirect_stdin):
         if not stages:
@@ -572,8 +753,11 @@ class Analyzer:
         for item in node.named_children:
             if item.type != "case_item":
                 continue
-            statements = [c for c in item.children if c.is_named and item.field_name_for_child(
-                item.children.index(c)) != "value"]
+            statements = [
+                c
+                for c in item.children
+                if c.is_named and item.field_name_for_child(item.children.index(c)) != "value"
+            ]
             outcome = self._sequence(statements, ctx, stdin)
         return outcome
 
@@ -610,7 +794,8 @@ class Analyzer:
             old = self.vars.get(name)
             if isinstance(old, list) or isinstance(value, list):
                 value = (old if isinstance(old, list) else ([old] if old else [])) + (
-                    value if isinstance(value, list) else [value])
+                    value if isinstance(value, list) else [value]
+                )
             else:
                 value = (old or "") + value
         self.vars[name] = value
@@ -671,7 +856,9 @@ class Analyzer:
                         value = raw
                     else:
                         value = " ".join(self.eval_word(value_node, ctx, _WordState(), assignment=True))
-                argv.append("%s=%s" % (self._text(name_node, ctx) if name_node is not None else "", value))
+                argv.append(
+                    "{}={}".format(self._text(name_node, ctx) if name_node is not None else "", value)
+                )
             else:
                 argv.extend(self.eval_word(child, ctx, _WordState()))
         return argv
@@ -744,7 +931,8 @@ class Analyzer:
         """The fields a word expands to (after quote removal, expansion, splitting, braces)."""
         segments: list[tuple[str, str]] = []
         self._segments(node, ctx, False, segments, state, True)
-        fields = _assemble(segments)
+        ifs = self.vars.get("IFS")
+        fields = _assemble(segments, _ifs_splitter(ifs) if isinstance(ifs, str) else _DEFAULT_SPLIT)
         if assignment:
             return ["".join(text for _, text in segments)]
         if "ifs_substitution" in state.obf:
@@ -762,8 +950,17 @@ class Analyzer:
         if not self._budget():
             return
         kind = node.type
-        if kind in ("word", "number", "brace_expression", "extglob_pattern", "regex", "special_variable_name",
-                    "variable_name", "test_operator", "file_descriptor"):
+        if kind in (
+            "word",
+            "number",
+            "brace_expression",
+            "extglob_pattern",
+            "regex",
+            "special_variable_name",
+            "variable_name",
+            "test_operator",
+            "file_descriptor",
+        ):
             raw = self._text(node, ctx)
             if quoted:
                 out.append(("Q", raw))
@@ -832,13 +1029,13 @@ class Analyzer:
             value = raw
             if _ARITH_SAFE.match(inner) and len(inner) < 64 and "**" not in inner:
                 try:
-                    value = str(int(eval(inner, {"__builtins__": {}}, {})))  # noqa: S307 - digits/operators only
+                    value = str(int(eval(inner, {"__builtins__": {}}, {})))
                 except (ArithmeticError, SyntaxError, ValueError, TypeError):
                     value = raw
             out.append(("E", value))
             return
         if kind == "ERROR":
-            self._flag("parse_error", "syntax error near byte %d" % node.start_byte)
+            self._flag("parse_error", f"syntax error near byte {node.start_byte}")
         # Anything else (arrays in odd places, unknown node types): keep the text as written.
         self._scan_substitutions(node, ctx)
         out.append(("Q" if quoted else "U", self._text(node, ctx)))
@@ -852,8 +1049,14 @@ class Analyzer:
             if not child.is_named:
                 continue
             if child.start_byte > position:
-                out.append(("Q", words.unescape_double_quoted(
-                    ctx.src[position : child.start_byte].decode("utf-8", "replace"))))
+                out.append(
+                    (
+                        "Q",
+                        words.unescape_double_quoted(
+                            ctx.src[position : child.start_byte].decode("utf-8", "replace")
+                        ),
+                    )
+                )
                 produced = True
             if child.type == "string_content":
                 out.append(("Q", words.unescape_double_quoted(self._text(child, ctx))))
@@ -912,7 +1115,12 @@ class Analyzer:
             state.dynamic = True
             out.append(("Q", raw))
             return
-        prefix, name, index, op = match.group("pre"), match.group("name"), match.group("idx"), match.group("op")
+        prefix, name, index, op = (
+            match.group("pre"),
+            match.group("name"),
+            match.group("idx"),
+            match.group("op"),
+        )
         if not prefix and index is None and not op and self._special(name, quoted, out, state):
             return
         if prefix == "!" and index is None and not op.startswith(("*", "@")):
@@ -933,8 +1141,11 @@ class Analyzer:
                     whole_array = index == "@"
                 else:
                     position = self._index(index)
-                    value = value[position] if position is not None and -len(value) <= position < len(value) \
+                    value = (
+                        value[position]
+                        if position is not None and -len(value) <= position < len(value)
                         else ("" if position is not None else None)
+                    )
             elif value is not None and index not in ("@", "*", "0"):
                 value = ""
         elif isinstance(value, list):
@@ -1005,7 +1216,7 @@ class Analyzer:
             return value
         if op.startswith("@"):
             return value
-        match = re.match(r"^(:?)([-=?+])(.*)$", op, re.S)
+        match = re.match(r"^(:?)([-=?+])(.*)$", op, re.DOTALL)
         if match and not _SUBSTRING.match(op):
             colon, operator, operand = match.groups()
             is_set = value is not None and not (colon and (value == "" or value == []))
@@ -1040,7 +1251,7 @@ class Analyzer:
         state.add_obf("env_expansion")
         for prefix in ("##", "%%", "#", "%"):
             if op.startswith(prefix):
-                pattern = self._inline(op[len(prefix):], state)
+                pattern = self._inline(op[len(prefix) :], state)
                 return value if pattern is None else words.remove_pattern(value, pattern, prefix)
         if op.startswith("/"):
             mode = "/"
@@ -1077,9 +1288,11 @@ class Analyzer:
 
     def _process_substitution(self, node, ctx: _Ctx) -> str:
         inner = [c for c in node.children if c.is_named]
-        sub_ctx = ctx.derive(origin="process_substitution", depth=ctx.depth + 1, wrappers=(), privileged=False)
+        sub_ctx = ctx.derive(
+            origin="process_substitution", depth=ctx.depth + 1, wrappers=(), privileged=False
+        )
         outcome = self._sequence(inner, sub_ctx, None)
-        placeholder = "/dev/fd/%d" % (63 - len(self.procsubs))
+        placeholder = f"/dev/fd/{63 - len(self.procsubs)}"
         stream = outcome.stdout or Stream()
         self.procsubs[placeholder] = Stream(stream.data, stream.network, stream.decoders, "procsub")
         return placeholder
@@ -1098,8 +1311,13 @@ class Analyzer:
                 glued = None
                 following = nodes[position + 1] if position + 1 < len(nodes) else None
                 last = node.named_children[-1] if node.named_children else None
-                if (following is not None and last is not None and last.type == "number"
-                        and last.end_byte == following.start_byte and len(node.named_children) > 1):
+                if (
+                    following is not None
+                    and last is not None
+                    and last.type == "number"
+                    and last.end_byte == following.start_byte
+                    and len(node.named_children) > 1
+                ):
                     # tree-sitter reads `>& x 0>&1` as destinations (x, 0) plus `>&1`.
                     glued = last
                 redirect, extra, stream = self._file_redirect(node, ctx, skip=glued)
@@ -1217,8 +1435,15 @@ class Analyzer:
 
     # ------------------------------------------------------------------ commands
 
-    def _command(self, node, ctx: _Ctx, stdin: Stream | None, redirects: list[Redirect], pipe_from,
-                 extra_args: list[str] | None = None) -> _Outcome:
+    def _command(
+        self,
+        node,
+        ctx: _Ctx,
+        stdin: Stream | None,
+        redirects: list[Redirect],
+        pipe_from,
+        extra_args: list[str] | None = None,
+    ) -> _Outcome:
         state = _WordState()
         argv: list[str] = []
         dyn: list[bool] = []
@@ -1243,7 +1468,7 @@ class Analyzer:
                     # tree-sitter's heredoc quirk: `cmd <<EOF && a; b` glues `b` onto `a`.
                     split_rest = children[index + 1 :]
                     break
-                self._flag("parse_error", "syntax error near byte %d" % child.start_byte)
+                self._flag("parse_error", f"syntax error near byte {child.start_byte}")
                 continue
             if not child.is_named or kind == "comment":
                 continue
@@ -1281,9 +1506,18 @@ class Analyzer:
             saved[name] = (self.vars.get(name), name in self.dynamic_vars)
             self._set_var(name, value, dynamic)
         try:
-            outcome = self.exec_argv(argv, dyn, ctx, state, stdin=stdin, redirects=redirects, raw=raw,
-                                     pipe_from=pipe_from, name_quoted=name_quoted,
-                                     env_assignments={n: v for n, v, _ in assignments})
+            outcome = self.exec_argv(
+                argv,
+                dyn,
+                ctx,
+                state,
+                stdin=stdin,
+                redirects=redirects,
+                raw=raw,
+                pipe_from=pipe_from,
+                name_quoted=name_quoted,
+                env_assignments={n: v for n, v, _ in assignments},
+            )
         finally:
             for name, (value, dynamic) in saved.items():
                 if value is None:
@@ -1296,6 +1530,8 @@ class Analyzer:
                     self.dynamic_vars.discard(name)
         if redirects and outcome.render:
             outcome.render += " " + _render_redirects(redirects)
+        if redirects and outcome.stdout is not None and outcome.stdout.data is not None:
+            self._remember_written(redirects, outcome.stdout)
         if split_rest:
             words_after = [c for c in split_rest if c.is_named]
             if words_after:
@@ -1304,15 +1540,31 @@ class Analyzer:
                 for child in words_after:
                     rest_argv.extend(self.eval_word(child, ctx, rest_state))
                 slot = self._reserve_unit()
-                rest = self.exec_argv(rest_argv, [rest_state.dynamic] * len(rest_argv), ctx, rest_state,
-                                      raw=" ".join(self._text(c, ctx) for c in words_after))
+                rest = self.exec_argv(
+                    rest_argv,
+                    [rest_state.dynamic] * len(rest_argv),
+                    ctx,
+                    rest_state,
+                    raw=" ".join(self._text(c, ctx) for c in words_after),
+                )
                 self.units[slot] = rest.render
         return outcome
 
-    def exec_argv(self, argv: list[str], dyn: list[bool], ctx: _Ctx, state: _WordState, *,
-                  stdin: Stream | None = None, redirects: list[Redirect] | None = None, raw: str = "",
-                  pipe_from=None, name_quoted: bool = True, env_assignments: dict | None = None,
-                  state_effects: bool = True) -> _Outcome:
+    def exec_argv(
+        self,
+        argv: list[str],
+        dyn: list[bool],
+        ctx: _Ctx,
+        state: _WordState,
+        *,
+        stdin: Stream | None = None,
+        redirects: list[Redirect] | None = None,
+        raw: str = "",
+        pipe_from=None,
+        name_quoted: bool = True,
+        env_assignments: dict | None = None,
+        state_effects: bool = True,
+    ) -> _Outcome:
         """Emit the command ``argv`` and everything it runs; the core shared by every path."""
         redirects = redirects or []
         if len(self.result.commands) >= MAX_COMMANDS:
@@ -1321,7 +1573,9 @@ class Analyzer:
         if not argv:
             return _EMPTY
         if len(argv) > MAX_ARGS:
-            self._flag("truncated", "a command had more than %d arguments; the rest were not analysed" % MAX_ARGS)
+            self._flag(
+                "truncated", f"a command had more than {MAX_ARGS} arguments; the rest were not analysed"
+            )
             argv = argv[:MAX_ARGS]
             dyn = dyn[:MAX_ARGS]
         word = argv[0]
@@ -1400,13 +1654,29 @@ class Analyzer:
         if name_dynamic:
             command.name = "" if not word else name
             self._flag("dynamic_code", "the command name could not be resolved statically")
+            # r${UNSET}m runs rm when the variable is empty: judge the most likely binary.
+            emptied = _UNKNOWN_EXPANSION.sub("", word)
+            if emptied != word:
+                base = emptied.rstrip("/").rsplit("/", 1)[-1]
+                if base in words.KNOWN_BINARIES:
+                    command.name = base
+                    _add(command.obfuscation, "empty_expansion")
         self.result.commands.append(command)
         if command.dynamic:
             self._flag("unresolved")
 
         if state_effects:
             self._builtin_effects(name, args, state)
-        render = _render(name, normalised_args, [])
+            if name == "read" and stdin is not None and stdin.data is not None:
+                self._read_into(args, stdin)
+            elif name == "tee" and stdin is not None and stdin.data is not None:
+                targets = [
+                    Redirect(">>" if ("-a" in args or "--append" in args) else ">", a, None)
+                    for a in normalised_args
+                    if not a.startswith("-")
+                ]
+                self._remember_written(targets, stdin)
+        render = _render(command.name or name, normalised_args, [])
         stdout = self._simulate(name, normalised_args, stdin, command)
         if command.dynamic and stdout.data is not None:
             # Output built from words the parser could not resolve is itself unknown.
@@ -1416,9 +1686,22 @@ class Analyzer:
         child_ctx_base = ctx.derive(depth=ctx.depth + 1, obf=tuple(obf))
         for var, value in (env_assignments or {}).items():
             if var in _EXEC_VARIABLES and isinstance(value, str) and value:
-                self.parse_text(value.lstrip("|"), child_ctx_base.derive(depth=ctx.depth, origin="interpreter"))
+                self.parse_text(
+                    value.lstrip("|"), child_ctx_base.derive(depth=ctx.depth, origin="interpreter")
+                )
 
-        if name in SHELLS:
+        if path is not None and self._written(path) is not None:
+            written = self._written(path)
+            self._run_payload(
+                written.text(),
+                command,
+                ctx,
+                self._exec_origin(written, "script_file"),
+                network=written.network,
+                decoders=written.decoders,
+                wrappers=tuple(command.wrappers) + (name,),
+            )
+        elif name in SHELLS:
             self._run_shell(command, args, dyn, ctx, state, stdin)
         elif name in ("eval",):
             self._run_eval(command, args, dyn, ctx, state)
@@ -1427,7 +1710,9 @@ class Analyzer:
         else:
             unwrapped = unwrap(name, args)
             if unwrapped is not None:
-                inner = self._run_wrapper(command, unwrapped, ctx, state, stdin, redirects, raw, pipe_from, obf)
+                inner = self._run_wrapper(
+                    command, unwrapped, ctx, state, stdin, redirects, raw, pipe_from, obf
+                )
                 if inner is not None:
                     if unwrapped.render_inner:
                         own = " ".join(words.quote(a) for a in unwrapped.own)
@@ -1436,7 +1721,7 @@ class Analyzer:
                         outcome.main = inner.main
                     if inner.stdout is not None:
                         outcome.stdout = inner.stdout
-            elif interpreters.has_extractor(name):
+            elif interpreters.has_extractor(name) or _SCRIPT_INTERPRETER.match(name):
                 self._run_interpreter(command, name, args, ctx, obf, stdin)
         return outcome
 
@@ -1444,24 +1729,49 @@ class Analyzer:
         body, src = self.functions[name]
         if name in self.call_stack or len(self.call_stack) >= 8:
             # Recursion (a fork bomb's `bomb | bomb &`): record the call, do not walk again.
-            command = SimpleCommand(name=name, args=list(argv[1:]), raw=raw, redirects=list(redirects),
-                                    wrappers=list(ctx.wrappers), privileged=ctx.privileged, origin=ctx.origin,
-                                    depth=ctx.depth, stdin_from=pipe_from,
-                                    obfuscation=obf + ["recursive_function"], background=ctx.background)
+            command = SimpleCommand(
+                name=name,
+                args=list(argv[1:]),
+                raw=raw,
+                redirects=list(redirects),
+                wrappers=list(ctx.wrappers),
+                privileged=ctx.privileged,
+                origin=ctx.origin,
+                depth=ctx.depth,
+                stdin_from=pipe_from,
+                obfuscation=obf + ["recursive_function"],
+                background=ctx.background,
+            )
             command.cwd = self.cwd
             self.result.commands.append(command)
             self._flag("recursive_function")
             return _Outcome(Stream(), command, _render(name, argv[1:], []))
         self.called_functions.add(name)
-        command = SimpleCommand(name=name, args=list(argv[1:]), raw=raw, redirects=list(redirects),
-                                wrappers=list(ctx.wrappers), privileged=ctx.privileged, origin=ctx.origin,
-                                depth=ctx.depth, stdin_from=pipe_from, obfuscation=list(obf),
-                                background=ctx.background, dynamic=state.dynamic)
+        command = SimpleCommand(
+            name=name,
+            args=list(argv[1:]),
+            raw=raw,
+            redirects=list(redirects),
+            wrappers=list(ctx.wrappers),
+            privileged=ctx.privileged,
+            origin=ctx.origin,
+            depth=ctx.depth,
+            stdin_from=pipe_from,
+            obfuscation=list(obf),
+            background=ctx.background,
+            dynamic=state.dynamic,
+        )
         command.cwd = self.cwd
         self.result.commands.append(command)
-        body_ctx = _Ctx(src, depth=ctx.depth + 1, origin="function", wrappers=ctx.wrappers,
-                        privileged=ctx.privileged, background=ctx.background,
-                        obf=tuple(obf) + ("function_definition",))
+        body_ctx = _Ctx(
+            src,
+            depth=ctx.depth + 1,
+            origin="function",
+            wrappers=ctx.wrappers,
+            privileged=ctx.privileged,
+            background=ctx.background,
+            obf=tuple(obf) + ("function_definition",),
+        )
         saved = self.positional
         self.positional = list(argv[1:])
         self.call_stack.append(name)
@@ -1471,6 +1781,25 @@ class Analyzer:
             self.call_stack.pop()
             self.positional = saved
         return _Outcome(outcome.stdout, outcome.main or command, _render(name, argv[1:], []))
+
+    def _remember_written(self, redirects: list[Redirect], stdout: Stream) -> None:
+        # echo 'rm -rf ~' > /tmp/x.sh; sh /tmp/x.sh: remember what was written so running
+        # the file later in the same input is judged by its content.
+        for redirect in redirects:
+            if (
+                redirect.op in (">", ">>", ">|", "&>")
+                and redirect.fd in (None, 1)
+                and redirect.target
+                and not redirect.target.startswith("/dev/")
+                and len(self.files) < 32
+            ):
+                key = _file_key(redirect.target)
+                previous = self.files.get(key) if redirect.op == ">>" else None
+                data = (previous.data or b"") + stdout.data if previous is not None else stdout.data
+                self.files[key] = Stream(data[:MAX_NESTED_SOURCE], stdout.network, stdout.decoders, "file")
+
+    def _written(self, path: str) -> Stream | None:
+        return self.files.get(_file_key(path)) if self.files else None
 
     def _builtin_effects(self, name: str, args: list[str], state: _WordState) -> None:
         if name == "alias":
@@ -1508,8 +1837,10 @@ class Analyzer:
                 if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", arg):
                     self.vars[arg] = "$" + arg
                     self.dynamic_vars.add(arg)
+        elif name == "pushd" and args:
+            self._builtin_effects("cd", args[-1:], state)
         elif name == "printf" and len(args) >= 3 and args[0] == "-v":
-            text, numeric = decode.printf(args[2], args[3:])
+            text, _numeric = decode.printf(args[2], args[3:])
             self._set_var(args[1], text, False)
         elif name in ("export", "declare", "typeset", "local", "readonly"):
             for arg in args:
@@ -1517,14 +1848,35 @@ class Analyzer:
                     var, _, value = arg.partition("=")
                     self._set_var(var, value, state.dynamic)
 
+    def _read_into(self, args: list[str], stdin: Stream) -> None:
+        """``read a b <<< "rm -rf"``: assign the words of the first line like bash does."""
+        names = [a for a in args if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", a)]
+        if not names or "-a" in args:
+            return
+        line = (stdin.text() or "").split("\n", 1)[0]
+        parts = line.split(None, len(names) - 1)
+        for index, var in enumerate(names):
+            self._set_var(var, parts[index] if index < len(parts) else "", False)
+
     def _exec_origin(self, stream: Stream | None, default: str) -> str:
         if stream is not None and stream.decoders:
             return stream.decoders[-1]
         return default
 
-    def _run_payload(self, text: str | None, command: SimpleCommand, ctx: _Ctx, origin: str, *,
-                     network: bool = False, decoders: tuple[str, ...] = (), positional=None,
-                     wrappers: tuple[str, ...] | None = None, privileged: bool | None = None) -> None:
+    def _run_payload(
+        self,
+        text: str | None,
+        command: SimpleCommand,
+        ctx: _Ctx,
+        origin: str,
+        *,
+        network: bool = False,
+        decoders: tuple[str, ...] = (),
+        positional=None,
+        wrappers: tuple[str, ...] | None = None,
+        privileged: bool | None = None,
+        stdin: Stream | None = None,
+    ) -> None:
         """Parse code that ``command`` executes; unknown code marks it dynamic, never safe."""
         if network:
             command.stdin_is_network = True
@@ -1542,10 +1894,17 @@ class Analyzer:
             wrappers=tuple(command.wrappers) if wrappers is None else wrappers,
             privileged=command.privileged if privileged is None else privileged,
         )
-        self.parse_text(text, payload_ctx, positional=positional)
+        self.parse_text(text, payload_ctx, positional=positional, stdin=stdin)
 
-    def _run_shell(self, command: SimpleCommand, args: list[str], dyn: list[bool], ctx: _Ctx,
-                   state: _WordState, stdin: Stream | None) -> None:
+    def _run_shell(
+        self,
+        command: SimpleCommand,
+        args: list[str],
+        dyn: list[bool],
+        ctx: _Ctx,
+        state: _WordState,
+        stdin: Stream | None,
+    ) -> None:
         script_mode = False
         reads_stdin = False
         index = 0
@@ -1580,30 +1939,65 @@ class Analyzer:
             if operand_dyn and operand_dyn[0]:
                 self._run_payload(None, command, ctx, "sh -c", network=state.network)
                 return
-            self._run_payload(operands[0], command, ctx, self._exec_origin(
-                Stream(decoders=state.decoders), "sh -c"), network=state.network, decoders=state.decoders,
-                positional=operands[2:] if len(operands) > 1 else [], wrappers=wrappers)
+            self._run_payload(
+                operands[0],
+                command,
+                ctx,
+                self._exec_origin(Stream(decoders=state.decoders), "sh -c"),
+                network=state.network,
+                decoders=state.decoders,
+                positional=operands[2:] if len(operands) > 1 else [],
+                wrappers=wrappers,
+            )
             return
         if operands and not reads_stdin:
             script = operands[0]
             stream = self.procsubs.get(script)
             if stream is not None:
-                self._run_payload(stream.text(), command, ctx, self._exec_origin(stream, "process_substitution"),
-                                  network=stream.network, decoders=stream.decoders, wrappers=wrappers)
+                self._run_payload(
+                    stream.text(),
+                    command,
+                    ctx,
+                    self._exec_origin(stream, "process_substitution"),
+                    network=stream.network,
+                    decoders=stream.decoders,
+                    wrappers=wrappers,
+                )
             elif script in ("/dev/stdin", "/proc/self/fd/0", "/dev/fd/0") and stdin is not None:
                 self._run_stdin(command, ctx, stdin, wrappers)
+            elif self._written(script) is not None:
+                written = self._written(script)
+                self._run_payload(
+                    written.text(),
+                    command,
+                    ctx,
+                    self._exec_origin(written, "script_file"),
+                    network=written.network,
+                    decoders=written.decoders,
+                    wrappers=wrappers,
+                )
             return
         if stdin is None:
             return  # an interactive shell: nothing more to analyse here
         self._run_stdin(command, ctx, stdin, wrappers)
 
-    def _run_stdin(self, command: SimpleCommand, ctx: _Ctx, stdin: Stream, wrappers, origin: str | None = None):
+    def _run_stdin(
+        self, command: SimpleCommand, ctx: _Ctx, stdin: Stream, wrappers, origin: str | None = None
+    ):
         if stdin.source == "file" and stdin.data is None:
             return  # `sh < script.sh` runs a file, like `sh script.sh`
         default = {"heredoc": "heredoc", "here_string": "here_string", "procsub": "process_substitution"}.get(
-            stdin.source, "pipeline")
-        self._run_payload(stdin.text(), command, ctx, origin or self._exec_origin(stdin, default),
-                          network=stdin.network, decoders=stdin.decoders, wrappers=wrappers)
+            stdin.source, "pipeline"
+        )
+        self._run_payload(
+            stdin.text(),
+            command,
+            ctx,
+            origin or self._exec_origin(stdin, default),
+            network=stdin.network,
+            decoders=stdin.decoders,
+            wrappers=wrappers,
+        )
 
     def _run_eval(self, command, args, dyn, ctx, state) -> None:
         if not args:
@@ -1611,9 +2005,15 @@ class Analyzer:
         if all(dyn[1:]) if len(dyn) > 1 else False:
             self._run_payload(None, command, ctx, "eval", network=state.network)
             return
-        self._run_payload(" ".join(args), command, ctx, self._exec_origin(
-            Stream(decoders=state.decoders), "eval"), network=state.network, decoders=state.decoders,
-            wrappers=tuple(command.wrappers) + ("eval",))
+        self._run_payload(
+            " ".join(args),
+            command,
+            ctx,
+            self._exec_origin(Stream(decoders=state.decoders), "eval"),
+            network=state.network,
+            decoders=state.decoders,
+            wrappers=tuple(command.wrappers) + ("eval",),
+        )
 
     def _run_source(self, command, args, ctx, stdin) -> None:
         if not args:
@@ -1621,13 +2021,32 @@ class Analyzer:
         stream = self.procsubs.get(args[0])
         wrappers = tuple(command.wrappers) + (command.name,)
         if stream is not None:
-            self._run_payload(stream.text(), command, ctx, self._exec_origin(stream, "process_substitution"),
-                              network=stream.network, decoders=stream.decoders, wrappers=wrappers)
+            self._run_payload(
+                stream.text(),
+                command,
+                ctx,
+                self._exec_origin(stream, "process_substitution"),
+                network=stream.network,
+                decoders=stream.decoders,
+                wrappers=wrappers,
+            )
         elif args[0] in ("/dev/stdin", "/proc/self/fd/0", "/dev/fd/0", "-") and stdin is not None:
             self._run_stdin(command, ctx, stdin, wrappers)
+        elif self._written(args[0]) is not None:
+            written = self._written(args[0])
+            self._run_payload(
+                written.text(),
+                command,
+                ctx,
+                self._exec_origin(written, "script_file"),
+                network=written.network,
+                decoders=written.decoders,
+                wrappers=wrappers,
+            )
 
-    def _run_wrapper(self, command, unwrapped, ctx: _Ctx, state: _WordState, stdin, redirects, raw, pipe_from,
-                     obf) -> _Outcome | None:
+    def _run_wrapper(
+        self, command, unwrapped, ctx: _Ctx, state: _WordState, stdin, redirects, raw, pipe_from, obf
+    ) -> _Outcome | None:
         label = unwrapped.label
         inner_ctx = ctx.derive(
             depth=ctx.depth + 1,
@@ -1650,15 +2069,30 @@ class Analyzer:
                 inner_redirects = redirects
                 if label == "xargs":
                     inner_redirects = [r for r in redirects if r.op not in ("<", "<<", "<<-", "<<<")]
-                result_i = self.exec_argv(inner, [state.dynamic] * len(inner), inner_ctx, _WordState(),
-                                          stdin=inner_stdin, redirects=inner_redirects, raw=raw, pipe_from=pipe_from,
-                                          name_quoted=True)
+                result_i = self.exec_argv(
+                    inner,
+                    [state.dynamic] * len(inner),
+                    inner_ctx,
+                    _WordState(),
+                    stdin=inner_stdin,
+                    redirects=inner_redirects,
+                    raw=raw,
+                    pipe_from=pipe_from,
+                    name_quoted=True,
+                )
                 result = result or result_i
             return result
         if unwrapped.kind == SHELL:
-            self._run_payload(unwrapped.script, command, inner_ctx, unwrapped.origin or "sh -c",
-                              network=state.network, decoders=state.decoders, wrappers=inner_ctx.wrappers,
-                              privileged=inner_ctx.privileged)
+            self._run_payload(
+                unwrapped.script,
+                command,
+                inner_ctx,
+                unwrapped.origin or "sh -c",
+                network=state.network,
+                decoders=state.decoders,
+                wrappers=inner_ctx.wrappers,
+                privileged=inner_ctx.privileged,
+            )
             return None
         if unwrapped.kind == STDIN and stdin is not None:
             self._run_stdin(command, inner_ctx, stdin, inner_ctx.wrappers, origin=unwrapped.origin)
@@ -1678,7 +2112,19 @@ class Analyzer:
         return inner + items
 
     def _run_interpreter(self, command, name, args, ctx: _Ctx, obf, stdin: Stream | None) -> None:
-        stdin_text = stdin.text() if stdin is not None else None
+        program = self._interpreter_program(name, args, stdin)
+        # Only a program read from stdin is code; data piped into `python3 script.py` is not.
+        stdin_text = None
+        if program is not None:
+            if program.network:
+                command.stdin_is_network = True
+            if program.data is None:
+                # python3 <(curl ...), curl ... | perl: runs a program nobody can see.
+                command.dynamic = True
+                self._flag("unresolved")
+                self._flag("dynamic_code", f"{name} runs a program the parser cannot see")
+                return
+            stdin_text = program.text()
         for payload in interpreters.extract(name, args, stdin_text):
             payload_ctx = ctx.derive(
                 depth=ctx.depth + 1,
@@ -1692,11 +2138,50 @@ class Analyzer:
                 if ctx.depth + 1 > MAX_UNWRAP_DEPTH:
                     self._flag("too_deep")
                     continue
-                self.exec_argv(list(payload.argv), [False] * len(payload.argv), payload_ctx, _WordState(),
-                               raw=" ".join(payload.argv))
+                # docker exec -i db sh <<< '...': the container command reads our stdin.
+                self.exec_argv(
+                    list(payload.argv),
+                    [False] * len(payload.argv),
+                    payload_ctx,
+                    _WordState(),
+                    raw=" ".join(payload.argv),
+                    stdin=stdin if payload.origin == "container" else None,
+                )
             elif payload.kind == "shell":
-                self._run_payload(payload.text, command, payload_ctx.derive(depth=ctx.depth), payload.origin,
-                                  wrappers=payload_ctx.wrappers, decoders=payload.obfuscation)
+                self._run_payload(
+                    payload.text,
+                    command,
+                    payload_ctx.derive(depth=ctx.depth),
+                    payload.origin,
+                    wrappers=payload_ctx.wrappers,
+                    decoders=payload.obfuscation,
+                    stdin=stdin if payload.origin == "ssh" else None,
+                )
+
+    def _interpreter_program(self, name: str, args: list[str], stdin: Stream | None) -> Stream | None:
+        """The program a script interpreter reads from stdin, a process substitution or a file
+        written earlier, when it has no inline code (-c/-e) and no ordinary script file."""
+        if not _SCRIPT_INTERPRETER.match(name):
+            return None
+        operand = None
+        for index, arg in enumerate(args):
+            if arg in _INLINE_CODE_FLAGS or arg in ("-m", "--version", "-V", "--help", "-h", "-v"):
+                return None
+            if arg.startswith("-") and arg != "-":
+                if any(
+                    arg.startswith(flag) and len(arg) > 2 for flag in ("-c", "-e", "-E", "-r")
+                ) and not arg.startswith("--"):
+                    return None
+                continue
+            operand = arg
+            break
+        if operand is None or operand in ("-", "/dev/stdin"):
+            if stdin is None or stdin.source == "file":
+                return None
+            return stdin
+        if operand in self.procsubs:
+            return self.procsubs[operand]
+        return self._written(operand)
 
     # ------------------------------------------------------------------ stdout model
 
@@ -1744,7 +2229,7 @@ class Analyzer:
             if name == "command" and not any(a in ("-v", "-V") for a in args):
                 return Stream(None, network_in)
             if re.fullmatch(r"[\w.+-]+", target):
-                return Stream(("/usr/bin/%s\n" % target).encode())
+                return Stream((f"/usr/bin/{target}\n").encode())
         return Stream(None, network_in, decoders)
 
     def _decode_stage(self, name: str, args: list[str], stdin: Stream | None) -> Stream | None:
@@ -1764,15 +2249,21 @@ class Analyzer:
                 return result(None, "base64")
             decoded = decode.b32decode(data) if name == "base32" else decode.b64decode(data)
             return result(decoded, "base64")
-        if name == "openssl" and args and (args[0] == "base64" or (args[0] == "enc" and (
-                "-base64" in args or "-a" in args))) and "-d" in args:
+        if (
+            name == "openssl"
+            and args
+            and (args[0] == "base64" or (args[0] == "enc" and ("-base64" in args or "-a" in args)))
+            and "-d" in args
+        ):
             return result(decode.b64decode(data) if data is not None else None, "base64")
         if name == "xxd" and re.search(r"-\w*r|--revert", flags):
             if data is None:
                 return result(None, "hex")
             plain = re.search(r"-\w*p|-ps|-plain", flags)
             return result(decode.hexdecode(data) if plain else decode.xxd_reverse(data), "hex")
-        if name in ("gunzip", "zcat", "gzcat") or (name == "gzip" and re.search(r"-\w*d|--decompress", flags)):
+        if name in ("gunzip", "zcat", "gzcat") or (
+            name == "gzip" and re.search(r"-\w*d|--decompress", flags)
+        ):
             return result(decode.decompress(data, "gzip") if data is not None else None, "gzip")
         if name in ("bunzip2", "bzcat") or (name == "bzip2" and re.search(r"-\w*d", flags)):
             return result(decode.decompress(data, "bzip2") if data is not None else None, "gzip")
@@ -1782,18 +2273,28 @@ class Analyzer:
             if files:
                 return None
             text = data.decode("utf-8", "replace") if data is not None else None
-            return result(decode.reverse_lines(text.rstrip("\n")).encode() + b"\n" if text is not None else None,
-                          "rev")
+            return result(
+                decode.reverse_lines(text.rstrip("\n")).encode() + b"\n" if text is not None else None, "rev"
+            )
         if name == "tr" and not files[2:]:
             text = data.decode("utf-8", "replace") if data is not None else None
             operands = [a for a in args if not re.fullmatch(r"-[cdsCt]+", a)]
             if "-d" in args and operands:
-                return Stream(decode.tr_delete(text, operands[0]).encode() if text is not None else None,
-                              network, decoders)
+                return Stream(
+                    decode.tr_delete(text, operands[0]).encode() if text is not None else None,
+                    network,
+                    decoders,
+                )
             if len(operands) >= 2:
                 label = "rot13" if decode.is_rot13(operands[0], operands[1]) else "tr"
                 translated = decode.tr_translate(text, operands[0], operands[1]) if text is not None else None
-                return result(translated.encode("utf-8", "replace") if translated is not None else None, label)
+                return result(
+                    translated.encode("utf-8", "replace") if translated is not None else None, label
+                )
+        if name in ("sed", "gsed") and data is not None and not files[1:]:
+            edited = _sed_simulate(args, data.decode("utf-8", "replace"))
+            if edited is not None:
+                return result(edited.encode("utf-8", "replace"), "sed")
         if name == "perl":
             code = next((args[i + 1] for i, a in enumerate(args[:-1]) if a in ("-e", "-E")), None)
             if code and re.search(r"\bprint\b", code):
@@ -1804,8 +2305,71 @@ class Analyzer:
 
 
 _UNRESOLVED = object()
-_UNIT_KINDS = frozenset({"command", "pipeline", "redirected_statement", "ERROR", "declaration_command",
-                         "unset_command", "variable_assignment"})
+_UNKNOWN_EXPANSION = re.compile(r"\$\{[^}]*\}|\$[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _sed_simulate(args: list[str], text: str) -> str | None:
+    """Apply simple sed scripts (s/a/b/g, y/abc/xyz/) to a known stream; None when unsure."""
+    scripts = [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("-e", "--expression")]
+    if not scripts:
+        operands = [a for a in args if not a.startswith("-")]
+        if len(operands) != 1:
+            return None
+        scripts = operands
+    if any(a.startswith("-") and a not in ("-e", "--expression", "-E", "-r") for a in args):
+        return None
+    for script in scripts:
+        for command in script.split(";"):
+            command = command.strip()
+            if not command:
+                continue
+            if len(command) < 4 or command[0] not in "sy":
+                return None
+            delimiter = command[1]
+            parts = command[2:].split(delimiter)
+            if len(parts) != 3:
+                return None
+            pattern, replacement, flags = parts
+            if command[0] == "y":
+                if len(pattern) != len(replacement):
+                    return None
+                text = text.translate({ord(a): b for a, b in zip(pattern, replacement)})
+                continue
+            if set(flags) - set("gI"):
+                return None
+            pattern = pattern.replace("\\(", "(").replace("\\)", ")").replace("\\{", "{").replace("\\}", "}")
+            replacement = re.sub(r"\\([0-9])", r"\\\1", replacement).replace("&", "\\g<0>")
+            try:
+                regex = re.compile(pattern, re.IGNORECASE if "I" in flags else 0)
+                text = "\n".join(
+                    regex.sub(replacement, line, count=0 if "g" in flags else 1) for line in text.split("\n")
+                )
+            except (re.error, IndexError):
+                return None
+    return text
+
+
+_SCRIPT_INTERPRETER = re.compile(
+    r"^(?:python[0-9.]*|pypy[0-9.]*|perl|ruby|node|nodejs|php|lua|luajit|tclsh)$"
+)
+_INLINE_CODE_FLAGS = frozenset({"-c", "-e", "-E", "-r", "-p", "--eval", "--print", "-x"})
+
+
+def _file_key(path: str) -> str:
+    return path.removeprefix("./")
+
+
+_UNIT_KINDS = frozenset(
+    {
+        "command",
+        "pipeline",
+        "redirected_statement",
+        "ERROR",
+        "declaration_command",
+        "unset_command",
+        "variable_assignment",
+    }
+)
 
 
 def _only_heredoc_quirks(root) -> bool:
@@ -1820,9 +2384,14 @@ def _only_heredoc_quirks(root) -> bool:
         if visited > 5000:
             return False
         if node.type == "ERROR" or node.is_missing:
-            if not (parent is not None and parent.type == "command" and grandparent is not None
-                    and grandparent.type == "heredoc_redirect" and node.end_byte - node.start_byte <= 2
-                    and node.text.strip() in (b";", b"&")):
+            if not (
+                parent is not None
+                and parent.type == "command"
+                and grandparent is not None
+                and grandparent.type == "heredoc_redirect"
+                and node.end_byte - node.start_byte <= 2
+                and node.text.strip() in (b";", b"&")
+            ):
                 return False
             found = True
             continue
@@ -1878,8 +2447,33 @@ def _fallback_statements(text: str) -> list[list[str]]:
     return [text.split()[:256]] if text.split() else []
 
 
-def _assemble(segments: list[tuple[str, str]]) -> list[str]:
-    """Join word segments into fields, splitting unquoted expansion results on IFS whitespace."""
+_DEFAULT_SPLIT = re.compile(r"[ \t\n]+")
+_SPLITTERS: dict[str, re.Pattern[str]] = {}
+
+
+def _ifs_splitter(ifs: str) -> re.Pattern[str]:
+    """Field-splitting regex for a custom IFS (IFS=, turns a,b,c into three fields)."""
+    splitter = _SPLITTERS.get(ifs)
+    if splitter is None:
+        white = "".join(c for c in ifs if c in " \t\n")
+        other = "".join(c for c in ifs if c not in " \t\n")
+        parts = []
+        if other:
+            parts.append(
+                f"[{re.escape(white)}]*[{re.escape(other)}][{re.escape(white)}]*"
+                if white
+                else f"[{re.escape(other)}]"
+            )
+        if white:
+            parts.append(f"[{re.escape(white)}]+")
+        splitter = re.compile("|".join(parts)) if parts else re.compile(r"(?!)")
+        if len(_SPLITTERS) < 64:
+            _SPLITTERS[ifs] = splitter
+    return splitter
+
+
+def _assemble(segments: list[tuple[str, str]], splitter: re.Pattern[str] = _DEFAULT_SPLIT) -> list[str]:
+    """Join word segments into fields, splitting unquoted expansion results on IFS."""
     fields: list[str] = []
     current: list[str] = []
     has = False
@@ -1892,7 +2486,7 @@ def _assemble(segments: list[tuple[str, str]]) -> list[str]:
         if kind == "S":
             if not text:
                 continue
-            parts = re.split(r"[ \t\n]+", text)
+            parts = splitter.split(text)
             for index, part in enumerate(parts):
                 if index:
                     if has:
@@ -1930,10 +2524,10 @@ def _render_redirects(redirects: list[Redirect]) -> str:
     for redirect in redirects:
         descriptor = "" if redirect.fd is None else str(redirect.fd)
         if redirect.op in ("<<", "<<-", "<<<"):
-            parts.append("%s %s" % (redirect.op, words.quote(redirect.target.rstrip("\n"))))
+            parts.append("{} {}".format(redirect.op, words.quote(redirect.target.rstrip("\n"))))
         else:
             separator = "" if redirect.op.endswith("&") and redirect.target in ("0", "1", "2", "-") else " "
-            parts.append("%s%s%s%s" % (descriptor, redirect.op, separator, words.quote(redirect.target)))
+            parts.append(f"{descriptor}{redirect.op}{separator}{words.quote(redirect.target)}")
     return " ".join(parts)
 
 

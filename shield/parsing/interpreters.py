@@ -33,7 +33,7 @@ class Payload:
 
 
 _STRING = r"""(?:[rRbBuUfF]{0,2})("(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')"""
-_STRING_RE = re.compile(_STRING, re.S)
+_STRING_RE = re.compile(_STRING, re.DOTALL)
 
 
 def _literal(token: str) -> str:
@@ -76,7 +76,15 @@ def _call_args(code: str, call_pattern: str) -> list[str]:
 def _encoded_payloads(args_text: str) -> list[tuple[str, str]]:
     """Decode base64/hex literals used as a command inside a call; returns (text, technique)."""
     out = []
-    for match in re.finditer(r"b64decode\s*\(\s*" + _STRING, args_text):
+    for match in re.finditer(
+        r"(?:b64decode|decode_base64|decode64|base64_decode|atob)\s*\(\s*" + _STRING, args_text
+    ):
+        decoded = decode.b64decode(_literal(match.group(1)).encode())
+        if decoded is not None:
+            out.append((decoded.decode("utf-8", "replace"), "base64"))
+    for match in re.finditer(
+        r"Buffer\s*\.\s*from\s*\(\s*" + _STRING + r"""\s*,\s*["']base64["']""", args_text
+    ):
         decoded = decode.b64decode(_literal(match.group(1)).encode())
         if decoded is not None:
             out.append((decoded.decode("utf-8", "replace"), "base64"))
@@ -96,8 +104,10 @@ def _payloads_from_calls(code: str, call_pattern: str, label: str) -> list[Paylo
     for args_text in _call_args(code, call_pattern):
         encoded = _encoded_payloads(args_text)
         if encoded:
-            payloads.extend(Payload("shell", text, origin=tech, obfuscation=(tech,), label=label)
-                            for text, tech in encoded)
+            payloads.extend(
+                Payload("shell", text, origin=tech, obfuscation=(tech,), label=label)
+                for text, tech in encoded
+            )
             continue
         stripped = args_text.lstrip()
         if stripped.startswith("["):
@@ -112,7 +122,7 @@ def _payloads_from_calls(code: str, call_pattern: str, label: str) -> list[Paylo
             payloads.append(Payload("shell", text="", label=label, dynamic=True))
             continue
         first = strings[0]
-        between = args_text[first.end():].lstrip()
+        between = args_text[first.end() :].lstrip()
         if between.startswith(",") and len(strings) > 1 and "=" not in args_text[: first.start()]:
             # system("rm", "-rf", "/") style: several string arguments are one argv.
             comma_separated = [m for m in strings if "=" not in args_text[: m.start()].rsplit(",", 1)[-1]]
@@ -126,8 +136,10 @@ def _payloads_from_calls(code: str, call_pattern: str, label: str) -> list[Paylo
 
 def _bare_calls(code: str, label: str) -> list[Payload]:
     """Perl/Ruby calls written without parentheses: ``exec "/bin/sh"``, ``system 'id'``."""
-    return [Payload("shell", text=_literal(m.group(1)), label=label)
-            for m in re.finditer(r"(?<![\w$.])(?:system|exec)\s+" + _STRING, code)]
+    return [
+        Payload("shell", text=_literal(m.group(1)), label=label)
+        for m in re.finditer(r"(?<![\w$.])(?:system|exec)\s+" + _STRING, code)
+    ]
 
 
 def _backticks(code: str, label: str) -> list[Payload]:
@@ -161,37 +173,62 @@ def _code_arg(args: list[str], flags: tuple[str, ...]) -> str | None:
     return None
 
 
-def _python(args, stdin_text):
+def _python(args, stdin_text, depth=0):
     code = _code_arg(args, ("-c",))
-    if code is None and stdin_text is not None and not [a for a in args if not a.startswith("-")]:
+    if code is None and stdin_text is not None:
         code = stdin_text
     if code is None:
         return []
-    return _payloads_from_calls(code, _PY_CALLS, "python")
+    payloads = _payloads_from_calls(code, _PY_CALLS, "python")
+    if depth < 3:
+        # exec(base64.b64decode('...')) / exec('...'): Python code that runs more Python.
+        for args_text in _call_args(code, r"(?<![\w.])(?:exec|eval)"):
+            encoded = _encoded_payloads(args_text)
+            inner_codes = [text for text, _ in encoded] or [
+                _literal(m.group(1)) for m in _STRING_RE.finditer(args_text)
+            ][:1]
+            for inner in inner_codes:
+                for payload in _python(["-c", inner], None, depth + 1):
+                    if encoded and "base64" not in payload.obfuscation:
+                        payload.obfuscation = payload.obfuscation + (encoded[0][1],)
+                        payload.origin = encoded[0][1]
+                    payloads.append(payload)
+    return payloads
 
 
 def _perl(args, stdin_text):
     code = _code_arg(args, ("-e", "-E"))
-    if code is None and stdin_text is not None and not [a for a in args if not a.startswith("-")]:
+    if code is None and stdin_text is not None:
         code = stdin_text
     if code is None:
         return []
-    return _payloads_from_calls(code, _PERL_CALLS, "perl") + _bare_calls(code, "perl") + _backticks(code, "perl") + [
-        Payload("shell", text=m.group(1), label="perl")
-        for m in re.finditer(r"""open\s*\(?\s*\w+\s*,\s*["']\s*\|?\s*([^"'|]+?)\s*\|?\s*["']""", code)
-        if "|" in m.group(0)
-    ]
+    return (
+        _payloads_from_calls(code, _PERL_CALLS, "perl")
+        + _bare_calls(code, "perl")
+        + _backticks(code, "perl")
+        + [
+            Payload("shell", text=m.group(1), label="perl")
+            for m in re.finditer(r"""open\s*\(?\s*\w+\s*,\s*["']\s*\|?\s*([^"'|]+?)\s*\|?\s*["']""", code)
+            if "|" in m.group(0)
+        ]
+    )
 
 
 def _ruby(args, stdin_text):
     code = _code_arg(args, ("-e",))
     if code is None:
+        code = stdin_text
+    if code is None:
         return []
-    return _payloads_from_calls(code, _RUBY_CALLS, "ruby") + _bare_calls(code, "ruby") + _backticks(code, "ruby")
+    return (
+        _payloads_from_calls(code, _RUBY_CALLS, "ruby") + _bare_calls(code, "ruby") + _backticks(code, "ruby")
+    )
 
 
 def _node(args, stdin_text):
     code = _code_arg(args, ("-e", "-p", "--eval", "--print"))
+    if code is None:
+        code = stdin_text
     if code is None:
         return []
     return _payloads_from_calls(code, _NODE_CALLS, "node")
@@ -199,6 +236,8 @@ def _node(args, stdin_text):
 
 def _php(args, stdin_text):
     code = _code_arg(args, ("-r",))
+    if code is None:
+        code = stdin_text
     if code is None:
         return []
     return _payloads_from_calls(code, _PHP_CALLS, "php") + _backticks(code, "php")
@@ -215,10 +254,12 @@ def _apt(args, stdin_text):
     # apt-get -o APT::Update::Pre-Invoke::=CMD / DPkg::Post-Invoke=CMD run CMD through sh.
     payloads = []
     for i, arg in enumerate(args):
-        option = args[i + 1] if arg == "-o" and i + 1 < len(args) else (arg[2:] if arg.startswith("-o") else None)
+        option = (
+            args[i + 1] if arg == "-o" and i + 1 < len(args) else (arg[2:] if arg.startswith("-o") else None)
+        )
         if option and "=" in option:
             key, value = option.split("=", 1)
-            if re.search(r"(Pre|Post)-Invoke|Pre-Install-Pkgs", key, re.I) and value:
+            if re.search(r"(Pre|Post)-Invoke|Pre-Install-Pkgs", key, re.IGNORECASE) and value:
                 payloads.append(Payload("shell", text=value, label="apt"))
     return payloads
 
@@ -258,7 +299,7 @@ def _vim(args, stdin_text):
             commands.append(arg[1:])
     for command in commands:
         command = command.lstrip(": ")
-        bang = re.match(r"^(?:\d*,?\d*|%)?\s*(?:r(?:ead)?\s*|w(?:rite)?\s*)?!(.*)$", command, re.S)
+        bang = re.match(r"^(?:\d*,?\d*|%)?\s*(?:r(?:ead)?\s*|w(?:rite)?\s*)?!(.*)$", command, re.DOTALL)
         if bang:
             payloads.append(Payload("shell", text=bang.group(1), label="vim"))
         elif command.startswith(("sh", "shell")):
@@ -275,7 +316,7 @@ def _gdb(args, stdin_text):
     for i, arg in enumerate(args):
         if arg in ("-ex", "--eval-command", "-eval-command") and i + 1 < len(args):
             command = args[i + 1]
-            match = re.match(r"^\s*(?:!|shell\s+)(.*)$", command, re.S)
+            match = re.match(r"^\s*(?:!|shell\s+)(.*)$", command, re.DOTALL)
             if match:
                 payloads.append(Payload("shell", text=match.group(1), label="gdb"))
             elif command.lstrip().startswith("python"):
@@ -287,8 +328,13 @@ def _tar(args, stdin_text):
     payloads = []
     for i, arg in enumerate(args):
         value = None
-        for option in ("--to-command", "--use-compress-program", "--info-script", "--new-volume-script",
-                       "--rsh-command"):
+        for option in (
+            "--to-command",
+            "--use-compress-program",
+            "--info-script",
+            "--new-volume-script",
+            "--rsh-command",
+        ):
             if arg.startswith(option + "="):
                 value = arg.split("=", 1)[1]
             elif arg == option and i + 1 < len(args):
@@ -309,7 +355,7 @@ _GIT_EXEC_KEYS = re.compile(
     r"pager\.[\w.-]+|gpg\.program|gpg\.\w+\.program|uploadpack\.packobjectshook|"
     r"filter\.[\w.-]+\.(clean|smudge|process)|diff\.[\w.-]+\.(command|textconv)|"
     r"merge\.[\w.-]+\.driver|credential\.helper|alias\.[\w.-]+)$",
-    re.I,
+    re.IGNORECASE,
 )
 
 
@@ -349,14 +395,14 @@ def _ssh(args, stdin_text):
         elif arg.startswith("-o") and len(arg) > 2:
             option = arg[2:]
         if option:
-            match = re.match(r"^\s*(\w+)\s*(?:=|\s)\s*(.*)$", option, re.S)
+            match = re.match(r"^\s*(\w+)\s*(?:=|\s)\s*(.*)$", option, re.DOTALL)
             key, value = (match.group(1), match.group(2)) if match else ("", "")
             if key.lower() in ("proxycommand", "localcommand") and value:
                 payloads.append(Payload("shell", text=value, label="ssh"))
     start = _skip_options(args, _SSH_VALUE_OPTIONS)
     # OpenSSH also accepts options after the destination (ssh host -N -L ...).
     rest = args[start + 1 :]
-    remote = rest[_skip_options(rest, _SSH_VALUE_OPTIONS):]
+    remote = rest[_skip_options(rest, _SSH_VALUE_OPTIONS) :]
     if remote:
         payloads.append(Payload("shell", text=" ".join(remote), origin="ssh", label="ssh"))
     return payloads
@@ -364,9 +410,28 @@ def _ssh(args, stdin_text):
 
 _DOCKER_VALUE_SHORT = "eplvwuhmcaLN"
 _DOCKER_NOVALUE_LONG = frozenset(
-    {"rm", "privileged", "init", "read-only", "interactive", "tty", "detach", "publish-all", "no-healthcheck",
-     "oom-kill-disable", "sig-proxy", "quiet", "help", "disable-content-trust", "no-deps", "service-ports",
-     "use-aliases", "remove-orphans", "build", "pull"}
+    {
+        "rm",
+        "privileged",
+        "init",
+        "read-only",
+        "interactive",
+        "tty",
+        "detach",
+        "publish-all",
+        "no-healthcheck",
+        "oom-kill-disable",
+        "sig-proxy",
+        "quiet",
+        "help",
+        "disable-content-trust",
+        "no-deps",
+        "service-ports",
+        "use-aliases",
+        "remove-orphans",
+        "build",
+        "pull",
+    }
 )
 
 
@@ -430,14 +495,40 @@ def _zip(args, stdin_text):
 
 
 _EXTRACTORS = {
-    "awk": _awk, "gawk": _awk, "mawk": _awk, "nawk": _awk,
-    "perl": _perl, "ruby": _ruby, "node": _node, "nodejs": _node, "php": _php,
-    "sed": _sed, "gsed": _sed,
-    "vim": _vim, "vi": _vim, "nvim": _vim, "ex": _vim, "view": _vim, "rvim": _vim,
-    "gdb": _gdb, "tar": _tar, "gtar": _tar, "bsdtar": _tar, "git": _git,
-    "ssh": _ssh, "docker": _docker, "podman": _docker, "nerdctl": _docker,
-    "kubectl": _kubectl, "oc": _kubectl, "rsync": _rsync, "zip": _zip,
-    "lua": _lua, "luajit": _lua, "apt": _apt, "apt-get": _apt,
+    "awk": _awk,
+    "gawk": _awk,
+    "mawk": _awk,
+    "nawk": _awk,
+    "perl": _perl,
+    "ruby": _ruby,
+    "node": _node,
+    "nodejs": _node,
+    "php": _php,
+    "sed": _sed,
+    "gsed": _sed,
+    "vim": _vim,
+    "vi": _vim,
+    "nvim": _vim,
+    "ex": _vim,
+    "view": _vim,
+    "rvim": _vim,
+    "gdb": _gdb,
+    "tar": _tar,
+    "gtar": _tar,
+    "bsdtar": _tar,
+    "git": _git,
+    "ssh": _ssh,
+    "docker": _docker,
+    "podman": _docker,
+    "nerdctl": _docker,
+    "kubectl": _kubectl,
+    "oc": _kubectl,
+    "rsync": _rsync,
+    "zip": _zip,
+    "lua": _lua,
+    "luajit": _lua,
+    "apt": _apt,
+    "apt-get": _apt,
 }
 
 _PYTHON_NAME = re.compile(r"^(python|pypy)[0-9.]*$")

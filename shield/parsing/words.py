@@ -14,20 +14,95 @@ MAX_BRACE_RESULTS = 256
 
 # Names tried, in this order, when a command name is a glob such as /???/r? or /bin/r[m].
 KNOWN_BINARIES = (
-    "rm", "sh", "nc", "dd", "bash", "curl", "wget", "mkfs", "mkfs.ext4", "mkfs.xfs", "shred", "python3",
-    "python", "perl", "ruby", "node", "php", "chmod", "chown", "kill", "pkill", "killall", "cat", "cp", "mv",
-    "tee", "find", "xargs", "sudo", "su", "env", "base64", "xxd", "socat", "ncat", "telnet", "ssh", "scp",
-    "crontab", "iptables", "systemctl", "mount", "umount", "useradd", "usermod", "passwd", "zsh", "dash",
-    "ksh", "awk", "sed", "tar", "git", "id", "ls", "ln", "wipefs", "fdisk", "parted", "truncate", "busybox",
-    "openssl", "gzip", "nohup", "ps", "reboot", "shutdown", "halt", "poweroff", "chattr", "setfacl",
-    "visudo", "docker", "kubectl", "head", "tail", "less", "more", "echo", "printf", "whoami", "uname",
+    "rm",
+    "sh",
+    "nc",
+    "dd",
+    "bash",
+    "curl",
+    "wget",
+    "mkfs",
+    "mkfs.ext4",
+    "mkfs.xfs",
+    "shred",
+    "python3",
+    "python",
+    "perl",
+    "ruby",
+    "node",
+    "php",
+    "chmod",
+    "chown",
+    "kill",
+    "pkill",
+    "killall",
+    "cat",
+    "cp",
+    "mv",
+    "tee",
+    "find",
+    "xargs",
+    "sudo",
+    "su",
+    "env",
+    "base64",
+    "xxd",
+    "socat",
+    "ncat",
+    "telnet",
+    "ssh",
+    "scp",
+    "crontab",
+    "iptables",
+    "systemctl",
+    "mount",
+    "umount",
+    "useradd",
+    "usermod",
+    "passwd",
+    "zsh",
+    "dash",
+    "ksh",
+    "awk",
+    "sed",
+    "tar",
+    "git",
+    "id",
+    "ls",
+    "ln",
+    "wipefs",
+    "fdisk",
+    "parted",
+    "truncate",
+    "busybox",
+    "openssl",
+    "gzip",
+    "nohup",
+    "ps",
+    "reboot",
+    "shutdown",
+    "halt",
+    "poweroff",
+    "chattr",
+    "setfacl",
+    "visudo",
+    "docker",
+    "kubectl",
+    "head",
+    "tail",
+    "less",
+    "more",
+    "echo",
+    "printf",
+    "whoami",
+    "uname",
 )
 _BIN_DIRS = ("/bin", "/usr/bin", "/sbin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin")
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _SAFE_WORD = re.compile(r"^[\w@%+=:,./~*?\[\]{}^!-]+$")
 _DOTDOT = re.compile(r"(?:^|/)\.\.(?:/|$)")
-_OPTION_VALUE = re.compile(r"^(-{0,2}[A-Za-z][\w.-]*=)(.+)$", re.S)
+_OPTION_VALUE = re.compile(r"^(-{0,2}[A-Za-z][\w.-]*=)(.+)$", re.DOTALL)
 
 
 def has_glob(text: str) -> bool:
@@ -49,7 +124,10 @@ def quote(word: str) -> str:
         return word
     if "\n" in word or "\t" in word or "\r" in word:
         escaped = (
-            word.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n").replace("\t", "\\t")
+            word.replace("\\", "\\\\")
+            .replace("'", "\\'")
+            .replace("\n", "\\n")
+            .replace("\t", "\\t")
             .replace("\r", "\\r")
         )
         return "$'" + escaped + "'"
@@ -220,10 +298,9 @@ def normalize_path_arg(word: str, cwd: str | None) -> tuple[str, bool]:
         relative = posixpath.normpath(word)
         climbed = relative == "../.." or relative.startswith("../../")
         return _norm(word, cwd), climbed
-    if first == "." and ("/./" in word or word.startswith("./")) and "/" in word:
+    if first == "." and ("/./" in word or "//" in word):
         # ./dist stays as written; only collapse noise like ./a/./b
-        if "/./" in word or "//" in word:
-            return "./" + _norm(word, None), False
+        return "./" + _norm(word, None), False
     return word, False
 
 
@@ -234,9 +311,8 @@ def pattern_to_regex(pattern: str, *, anchored_start: bool, anchored_end: bool) 
     except (ValueError, re.error):
         return None
     # fnmatch.translate gives (?s:...)\Z; strip the anchor to control it ourselves.
-    if body.endswith(r"\Z"):
-        body = body[:-2]
-    return re.compile(("^" if anchored_start else "") + body + ("$" if anchored_end else ""), re.S)
+    body = body.removesuffix(r"\Z")
+    return re.compile(("^" if anchored_start else "") + body + ("$" if anchored_end else ""), re.DOTALL)
 
 
 def remove_pattern(value: str, pattern: str, op: str) -> str:
@@ -244,12 +320,12 @@ def remove_pattern(value: str, pattern: str, op: str) -> str:
     if len(value) > 4096:
         return value
     if op in ("#", "##"):
-        indices = range(0, len(value) + 1) if op == "#" else range(len(value), -1, -1)
+        indices = range(len(value) + 1) if op == "#" else range(len(value), -1, -1)
         for end in indices:
             if fnmatch.fnmatchcase(value[:end], pattern):
                 return value[end:]
         return value
-    indices = range(len(value), -1, -1) if op == "%" else range(0, len(value) + 1)
+    indices = range(len(value), -1, -1) if op == "%" else range(len(value) + 1)
     for start in indices:
         if fnmatch.fnmatchcase(value[start:], pattern):
             return value[:start]

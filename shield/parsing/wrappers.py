@@ -114,8 +114,19 @@ def _simple(args: list[str], start: int, **kwargs) -> Unwrap | None:
 
 
 _SUDO_LONG = frozenset(
-    {"user", "group", "prompt", "close-from", "role", "type", "host", "other-user", "command-timeout",
-     "chdir", "chroot"}
+    {
+        "user",
+        "group",
+        "prompt",
+        "close-from",
+        "role",
+        "type",
+        "host",
+        "other-user",
+        "command-timeout",
+        "chdir",
+        "chroot",
+    }
 )
 
 
@@ -130,6 +141,9 @@ def _sudo(args: list[str]) -> Unwrap | None:
         name, _, value = args[start].partition("=")
         assignments[name] = value
         start += 1
+    if start >= len(args) and _has_flag(own, "si", ("shell", "login")):
+        # `sudo -s` / `sudo -i` with no command: a root shell that reads commands from stdin.
+        return Unwrap(STDIN, list(args), privileged=True)
     return _simple(args, start, privileged=True, assignments=assignments)
 
 
@@ -155,8 +169,10 @@ def _env(args: list[str]) -> Unwrap | None:
         if arg == "--":
             i += 1
             break
-        if arg in ("-S", "--split-string") or arg.startswith("--split-string=") or (
-            arg.startswith("-S") and len(arg) > 2
+        if (
+            arg in ("-S", "--split-string")
+            or arg.startswith("--split-string=")
+            or (arg.startswith("-S") and len(arg) > 2)
         ):
             if arg.startswith("--split-string="):
                 text = arg.split("=", 1)[1]
@@ -291,10 +307,31 @@ def _at(args: list[str]) -> Unwrap | None:
 
 
 _SYSTEMD_RUN_LONG = frozenset(
-    {"unit", "property", "description", "slice", "uid", "gid", "nice", "setenv", "working-directory",
-     "host", "machine", "on-active", "on-boot", "on-startup", "on-unit-active", "on-unit-inactive",
-     "on-calendar", "on-clock-change", "timer-property", "path-property", "socket-property",
-     "service-type", "expand-environment"}
+    {
+        "unit",
+        "property",
+        "description",
+        "slice",
+        "uid",
+        "gid",
+        "nice",
+        "setenv",
+        "working-directory",
+        "host",
+        "machine",
+        "on-active",
+        "on-boot",
+        "on-startup",
+        "on-unit-active",
+        "on-unit-inactive",
+        "on-calendar",
+        "on-clock-change",
+        "timer-property",
+        "path-property",
+        "socket-property",
+        "service-type",
+        "expand-environment",
+    }
 )
 
 
@@ -315,8 +352,9 @@ def _parallel(args: list[str]) -> Unwrap | None:
 
 
 def _nsenter(args: list[str]) -> Unwrap | None:
-    return _simple(args, _skip_options(args, "tSGe", frozenset({"target", "setuid", "setgid"})),
-                   privileged=True)
+    return _simple(
+        args, _skip_options(args, "tSGe", frozenset({"target", "setuid", "setgid"})), privileged=True
+    )
 
 
 def _taskset(args: list[str]) -> Unwrap | None:

