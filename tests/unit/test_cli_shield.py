@@ -253,3 +253,13 @@ def test_cli_shield_jsonl_clean_input_exits_0_and_honours_per_line_context(org_p
 def test_cli_shield_jsonl_empty_input_writes_nothing():
     result = flowlink("shield", "check", "--jsonl", "--no-semantic", stdin=b"")
     assert result.returncode == 0 and result.stdout == b""
+
+
+@pytest.mark.timeout(60)
+def test_cli_shield_human_output_escapes_control_characters():
+    result = flowlink(
+        "shield", "check", "--no-semantic", "echo \x1b[2J\x1b[31mfake AUTO\r\x07 && rm -rf /tmp/x"
+    )
+    text = result.stdout.decode()
+    assert "\x1b" not in text and "\r" not in text and "\x07" not in text
+    assert "\\x1b[2J" in text

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from typing import Any, TextIO
 
@@ -289,9 +290,16 @@ def _run_policy(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def _one_line(text: str, limit: int = 160) -> str:
+    """Printable, single-line text: commands are untrusted, and raw control characters
+    (ANSI escapes, carriage returns) would let one rewrite what the reviewer sees."""
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    text = text.replace("\n", "\\n").replace("\r", "\\r").replace("\x00", "\\0")
+    text = _CONTROL.sub(
+        lambda m: {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(m.group(), f"\\x{ord(m.group()):02x}"), text
+    )
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -306,7 +314,7 @@ def _render(verdict: Verdict, cmd: str, engine: Any, context: Context | None, *,
     lines.extend(f"    - {_one_line(reason, 300)}" for reason in verdict.reasons)
     if verdict.policy_matches:
         lines.append("  policy rules matched:")
-        lines.extend(f"    - {match}" for match in verdict.policy_matches)
+        lines.extend(f"    - {_one_line(match, 300)}" for match in verdict.policy_matches)
     if explain:
         lines.extend(_explain(verdict, cmd, engine, context))
     lines.append(
