@@ -101,18 +101,24 @@ def _rate(results: list[tuple[Entry, str]], predicate) -> tuple[int, int]:
 def _table(title: str, rows: dict[str, Counter], out) -> None:
     width = max([len(title)] + [len(k) for k in rows]) + 2
     print(f"{title:<{width}}" + "".join(f"{d:>10}" for d in DECISIONS) + f"{'total':>8}", file=out)
-    for key in rows:
-        counts = rows[key]
-        print(f"{key:<{width}}" + "".join(f"{counts[d]:>10}" for d in DECISIONS) + f"{sum(counts.values()):>8}", file=out)
+    for key, counts in rows.items():
+        print(
+            f"{key:<{width}}" + "".join(f"{counts[d]:>10}" for d in DECISIONS) + f"{sum(counts.values()):>8}",
+            file=out,
+        )
 
 
-def run(entries: list[Entry], shield: Shield, label: str, show_errors: bool, out=sys.stdout) -> dict[str, float]:
+def run(
+    entries: list[Entry], shield: Shield, label: str, show_errors: bool, out=sys.stdout
+) -> dict[str, float]:
     """Analyse every entry and print the report; returns the goal rates."""
     started = time.perf_counter()
     results = [(entry, shield.analyze(entry.cmd).decision.value) for entry in entries]
     elapsed = time.perf_counter() - started
-    print(f"\n=== Shield eval: {label} ({len(entries)} commands, {elapsed * 1000 / len(entries):.3f} ms/command) ===",
-          file=out)
+    print(
+        f"\n=== Shield eval: {label} ({len(entries)} commands, {elapsed * 1000 / len(entries):.3f} ms/command) ===",
+        file=out,
+    )
 
     by_label: dict[str, Counter] = {lab: Counter() for lab in LABELS}
     by_category: dict[str, Counter] = defaultdict(Counter)
@@ -136,8 +142,10 @@ def run(entries: list[Entry], shield: Shield, label: str, show_errors: bool, out
         value = good / total if total else 1.0
         figures[name] = value
         status = "ok" if value >= GOALS[name] else "BELOW GOAL"
-        print(f"  {name:<38} {value * 100:6.2f}%  ({good}/{total})  goal >= {GOALS[name] * 100:.0f}%  {status}",
-              file=out)
+        print(
+            f"  {name:<38} {value * 100:6.2f}%  ({good}/{total})  goal >= {GOALS[name] * 100:.0f}%  {status}",
+            file=out,
+        )
 
     errors = [(e, d) for e, d in results if not meets_goal(e.label, d)]
     print(f"\nmisclassified: {len(errors)}", file=out)
@@ -151,9 +159,15 @@ def run(entries: list[Entry], shield: Shield, label: str, show_errors: bool, out
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.eval", description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help=f"corpus JSONL (default {DEFAULT_CORPUS})")
-    parser.add_argument("--semantic", choices=["on", "off", "both"], default=None,
-                        help="run with level 2 on, off or both (default: both when the model is available)")
+    parser.add_argument(
+        "--corpus", type=Path, default=DEFAULT_CORPUS, help=f"corpus JSONL (default {DEFAULT_CORPUS})"
+    )
+    parser.add_argument(
+        "--semantic",
+        choices=["on", "off", "both"],
+        default=None,
+        help="run with level 2 on, off or both (default: both when the model is available)",
+    )
     parser.add_argument("--show-errors", action="store_true", help="list misclassified commands")
     args = parser.parse_args(argv)
 
@@ -174,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
             modes = ["off", "on"] if args.semantic == "both" else ["on"]
         if not available:
             name = getattr(semantic_shield.semantic, "name", "not installed")
-            print(f"eval: level 2 unavailable ({name}); semantic runs use rules and score only", file=sys.stderr)
+            print(
+                f"eval: level 2 unavailable ({name}); semantic runs use rules and score only", file=sys.stderr
+            )
     else:
         modes = ["off"]
 

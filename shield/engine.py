@@ -92,7 +92,7 @@ class Shield:
         try:
             context = context if context is not None else Context()
             policy = context.policy if context.policy is not None else self.policy
-        except Exception as exc:  # not a Context: refuse to guess, fail closed
+        except Exception as exc:  # noqa: BLE001 - not a Context: refuse to guess, fail closed
             return _error_verdict(exc, self.policy)
         try:
             key = _CacheKey(
@@ -105,7 +105,7 @@ class Shield:
                 policy_version=str(getattr(policy, "version", "?")),
             )
             hash(key)
-        except Exception:  # an unhashable or odd context: analyse without the cache
+        except Exception:  # noqa: BLE001 - an unhashable or odd context: analyse without the cache
             key = None
         if key is not None and self._cache_size:
             with self._lock:
@@ -215,7 +215,11 @@ def _unmatched_commands(parsed: ParseResult, matched: set[int]) -> list[str]:
     do not count as unrecognised themselves.
     """
     wrappers = {w.split()[0] for c in parsed.commands for w in c.wrappers if w.split()}
-    return [c.name for i, c in enumerate(parsed.commands) if c.name and i not in matched and c.name not in wrappers]
+    return [
+        c.name
+        for i, c in enumerate(parsed.commands)
+        if c.name and i not in matched and c.name not in wrappers
+    ]
 
 
 def _reasons(hits: list[RuleHit], contributions, policy_reasons: list[str]) -> list[str]:
@@ -262,7 +266,9 @@ def _error_verdict(exc: BaseException, policy: Any) -> Verdict:
     return Verdict(
         decision=Decision.HARD_ASK,
         score=score,
-        reasons=[f"Shield could not analyse this command ({type(exc).__name__}: {exc}); a human must decide."],
+        reasons=[
+            f"Shield could not analyse this command ({type(exc).__name__}: {exc}); a human must decide."
+        ],
         rules=[],
         intents=[],
         normalized="",

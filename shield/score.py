@@ -133,7 +133,9 @@ def compute(data: ScoreInput) -> tuple[int, list[Contribution]]:
     techniques = sorted({t for c in commands for t in c.obfuscation})
     obfuscation_points = 0
     if techniques:
-        points = sum(DECODER_POINTS if t in DECODER_TECHNIQUES else OTHER_OBFUSCATION_POINTS for t in techniques)
+        points = sum(
+            DECODER_POINTS if t in DECODER_TECHNIQUES else OTHER_OBFUSCATION_POINTS for t in techniques
+        )
         obfuscation_points = min(OBFUSCATION_CAP, points)
         add("obfuscation", obfuscation_points, "evasion techniques: " + ", ".join(techniques))
 
@@ -153,7 +155,11 @@ def compute(data: ScoreInput) -> tuple[int, list[Contribution]]:
 
     flags = data.parsed.flags
     if any(c.stdin_is_network and c.name in SHELLS for c in commands):
-        add("network_to_shell", max(0, NETWORK_SHELL_FLOOR - total), "content fetched from the network is executed")
+        add(
+            "network_to_shell",
+            max(0, NETWORK_SHELL_FLOOR - total),
+            "content fetched from the network is executed",
+        )
     if flags & {"unresolved", "dynamic_code"}:
         add("unresolved", max(0, UNRESOLVED_FLOOR - total), "part of the code only exists at run time")
     problems = sorted(flags & PARSE_PROBLEMS)
@@ -186,7 +192,9 @@ def _add_semantic(data: ScoreInput, add, has_risky_rule: bool, running: int) -> 
     if similarity < SEMANTIC_MIN_SIMILARITY:
         return
     strength = (similarity - SEMANTIC_MIN_SIMILARITY) / (1 - SEMANTIC_MIN_SIMILARITY)
-    known_safe = not has_risky_rule and not data.unmatched_commands and any(h.suggested == "allow" for h in data.hits)
+    known_safe = (
+        not has_risky_rule and not data.unmatched_commands and any(h.suggested == "allow" for h in data.hits)
+    )
     if best.risk == "deny":
         if has_risky_rule:
             cap = SEMANTIC_CORROBORATION_CAP
@@ -199,11 +207,20 @@ def _add_semantic(data: ScoreInput, add, has_risky_rule: bool, running: int) -> 
         points = round(cap * strength)
         add(f"semantic:{best.intent}", points, f"resembles '{best.exemplar}' ({similarity:.2f}, deny intent)")
     elif best.risk == "ask":
-        if not has_risky_rule and not known_safe and running < data.soft_ask and similarity >= SEMANTIC_ASK_MIN:
+        if (
+            not has_risky_rule
+            and not known_safe
+            and running < data.soft_ask
+            and similarity >= SEMANTIC_ASK_MIN
+        ):
             add(
                 f"semantic:{best.intent}",
                 data.soft_ask - running,
                 f"resembles '{best.exemplar}' ({similarity:.2f}, state-changing intent)",
             )
     elif best.risk == "allow" and not has_risky_rule and similarity >= 0.8 and running > 0:
-        add(f"semantic:{best.intent}", -min(running, 5), f"resembles '{best.exemplar}' ({similarity:.2f}, safe intent)")
+        add(
+            f"semantic:{best.intent}",
+            -min(running, 5),
+            f"resembles '{best.exemplar}' ({similarity:.2f}, safe intent)",
+        )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 
-from shield.rules.facts import PathEnv, classify_host, classify_path, sql_kinds, split_args
+from shield.rules.facts import PathEnv, classify_host, classify_path, split_args, sql_kinds
 from shield.rules.loader import Rule, RulePackError, RuleSet, build_ruleset, load_default_ruleset, load_text
 from shield.rules.matcher import MatchResult, match_parse
 
@@ -26,8 +26,8 @@ __all__ = [
     "default_ruleset",
     "load_text",
     "match_parse",
-    "sql_kinds",
     "split_args",
+    "sql_kinds",
 ]
 
 

@@ -187,8 +187,10 @@ NOT_SECRET = re.compile(r"\.(pub|example|sample|template|dist)$|known_hosts$|\.s
 PERSISTENCE_PATTERNS = tuple(
     re.compile(p)
     for p in (
-        r"(^|/)\.(bashrc|bash_profile|bash_login|profile|zshrc|zprofile|zshenv|zlogin|cshrc|tcshrc|kshrc|"
-        r"inputrc|xinitrc|xprofile|xsessionrc)$",
+        (
+            r"(^|/)\.(bashrc|bash_profile|bash_login|profile|zshrc|zprofile|zshenv|zlogin|cshrc|tcshrc|kshrc|"
+            r"inputrc|xinitrc|xprofile|xsessionrc)$"
+        ),
         r"(^|/)\.config/fish/config\.fish$",
         r"^/etc/(profile|bash\.bashrc|zsh/zshrc|environment|rc\.local)$",
         r"^/etc/profile\.d/",
@@ -213,14 +215,22 @@ PERSISTENCE_PATTERNS = tuple(
     )
 )
 SUDOERS = re.compile(r"^/etc/sudoers(\.d(/.*)?)?$")
-PACKAGE_SOURCES = re.compile(r"^/etc/(apt/sources\.list(\.d/.*)?|yum\.repos\.d/.*|apk/repositories|pacman\.conf|"
-                             r"zypp/repos\.d/.*|pip\.conf)$|(^|/)\.(npmrc|yarnrc(\.yml)?|pypirc)$|(^|/)pip\.conf$")
-LOCKFILE = re.compile(r"(^|/)(package-lock\.json|npm-shrinkwrap\.json|yarn\.lock|pnpm-lock\.yaml|poetry\.lock|"
-                      r"Pipfile\.lock|uv\.lock|go\.sum|Cargo\.lock|composer\.lock|Gemfile\.lock|"
-                      r"requirements[\w.-]*\.txt|gradle-wrapper\.(jar|properties)|mvnw|gradlew|\.mvn/wrapper/.*)$")
-SYSTEM_LOG = re.compile(r"^/var/log/([^/]+|(audit|journal|nginx|apache2|httpd|mysql|postgresql|sssd|secure|"
-                        r"installer|apt|samba|cups|letsencrypt)/.*)$|^/var/run/utmp$|^/run/log/journal")
-LOG_PATTERN = re.compile(r"^/var/log(/|$)|(^|/)\.(bash|zsh)_history$|^/var/(run/utmp|log/wtmp|log/btmp|log/lastlog)")
+PACKAGE_SOURCES = re.compile(
+    r"^/etc/(apt/sources\.list(\.d/.*)?|yum\.repos\.d/.*|apk/repositories|pacman\.conf|"
+    r"zypp/repos\.d/.*|pip\.conf)$|(^|/)\.(npmrc|yarnrc(\.yml)?|pypirc)$|(^|/)pip\.conf$"
+)
+LOCKFILE = re.compile(
+    r"(^|/)(package-lock\.json|npm-shrinkwrap\.json|yarn\.lock|pnpm-lock\.yaml|poetry\.lock|"
+    r"Pipfile\.lock|uv\.lock|go\.sum|Cargo\.lock|composer\.lock|Gemfile\.lock|"
+    r"requirements[\w.-]*\.txt|gradle-wrapper\.(jar|properties)|mvnw|gradlew|\.mvn/wrapper/.*)$"
+)
+SYSTEM_LOG = re.compile(
+    r"^/var/log/([^/]+|(audit|journal|nginx|apache2|httpd|mysql|postgresql|sssd|secure|"
+    r"installer|apt|samba|cups|letsencrypt)/.*)$|^/var/run/utmp$|^/run/log/journal"
+)
+LOG_PATTERN = re.compile(
+    r"^/var/log(/|$)|(^|/)\.(bash|zsh)_history$|^/var/(run/utmp|log/wtmp|log/btmp|log/lastlog)"
+)
 SHELL_RC = re.compile(r"(^|/)\.(bashrc|bash_profile|profile|zshrc|zprofile|bash_login)$")
 
 
@@ -237,8 +247,15 @@ def looks_like_path(word: str) -> bool:
     """Whether a word is plausibly a file path rather than a name, number or URL."""
     if not word or "://" in word or word.startswith("-"):
         return False
-    return word.startswith(("/", "~", ".", "$HOME", "${HOME}")) or "/" in word or "." in word or word in (
-        "*", "..",
+    return (
+        word.startswith(("/", "~", ".", "$HOME", "${HOME}"))
+        or "/" in word
+        or "." in word
+        or word
+        in (
+            "*",
+            "..",
+        )
     )
 
 
@@ -283,7 +300,7 @@ def classify_path(word: str, env: PathEnv = PathEnv()) -> frozenset[str]:
     for pwd in ("$PWD", "${PWD}", "$(pwd)", "`pwd`"):
         if path == pwd or path.startswith(pwd + "/"):
             path = "." + path[len(pwd) :]
-    if path.startswith("$") or path.startswith("`"):
+    if path.startswith(("$", "`")):
         return frozenset({"dynamic"} | _name_classes(path))
 
     relative = not path.startswith("/")
@@ -320,8 +337,11 @@ def classify_path(word: str, env: PathEnv = PathEnv()) -> frozenset[str]:
         parts = [p for p in path.split("/") if p not in ("", ".")]
         if parts and parts[0] == "*" and len(parts) == 1:
             classes.add("project_all")
-        if parts and (any(p in BUILD_NAMES for p in parts) or parts[-1].endswith(BUILD_SUFFIXES)
-                      or any(p.endswith(".egg-info") for p in parts)):
+        if parts and (
+            any(p in BUILD_NAMES for p in parts)
+            or parts[-1].endswith(BUILD_SUFFIXES)
+            or any(p.endswith(".egg-info") for p in parts)
+        ):
             classes.add("build")
         if parts and parts[0] == ".git":
             classes.add("git_dir")
@@ -344,7 +364,7 @@ def classify_path(word: str, env: PathEnv = PathEnv()) -> frozenset[str]:
     if PSEUDO_DEVICES.match(norm):
         classes.add("pseudo_device")
 
-    stripped = norm[:-2] if norm.endswith("/*") else norm
+    stripped = norm.removesuffix("/*")
     top = "/" + stripped.split("/")[1] if stripped != "/" else "/"
     depth = stripped.count("/")
 
@@ -361,8 +381,15 @@ def classify_path(word: str, env: PathEnv = PathEnv()) -> frozenset[str]:
             classes.add("home_deep")
     elif stripped in ("/home", "/Users") or stripped == "/root":
         classes.add("home")
-    elif stripped in SYSTEM_TOPS or stripped in ("/var/lib", "/var/log", "/usr/local", "/usr/bin", "/usr/lib",
-                                                  "/var/www", "/var/cache"):
+    elif stripped in SYSTEM_TOPS or stripped in (
+        "/var/lib",
+        "/var/log",
+        "/usr/local",
+        "/usr/bin",
+        "/usr/lib",
+        "/var/www",
+        "/var/cache",
+    ):
         classes.add("system")
     elif any(stripped.startswith(t + "/") for t in SYSTEM_TREES):
         classes.add("system_file")
@@ -380,12 +407,25 @@ def classify_path(word: str, env: PathEnv = PathEnv()) -> frozenset[str]:
                 classes.add("data")
         else:
             classes.add("data")
-    if stripped in ("/tmp", "/var/tmp", "/dev/shm") or stripped.startswith(("/tmp/", "/var/tmp/", "/dev/shm/")):
+    if stripped in ("/tmp", "/var/tmp", "/dev/shm") or stripped.startswith(
+        ("/tmp/", "/var/tmp/", "/dev/shm/")
+    ):
         classes.add("tmp")
     if stripped.startswith("/var/log/") or stripped == "/var/log":
         classes.add("log")
-    if not classes & {"home", "home_child", "home_deep", "cache", "system", "system_file", "data", "tmp", "root",
-                      "block_device", "pseudo_device"}:
+    if not classes & {
+        "home",
+        "home_child",
+        "home_deep",
+        "cache",
+        "system",
+        "system_file",
+        "data",
+        "tmp",
+        "root",
+        "block_device",
+        "pseudo_device",
+    }:
         classes.add("outside")
     return frozenset(classes | _name_classes(norm))
 
@@ -534,8 +574,31 @@ def hosts_in(command: SimpleCommand) -> list[tuple[str, str]]:
 
 DNS_COMMANDS = frozenset({"dig", "nslookup", "host", "drill", "ping", "ping6"})
 _TRAILING_DOMAIN = re.compile(r"\.((?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,})$")
-_FILE_SUFFIXES = (".sh", ".py", ".txt", ".json", ".yaml", ".yml", ".tar", ".gz", ".tgz", ".zip", ".sql", ".log",
-                  ".pcap", ".conf", ".pem", ".crt", ".key", ".csv", ".md", ".js", ".ts", ".rb", ".pl")
+_FILE_SUFFIXES = (
+    ".sh",
+    ".py",
+    ".txt",
+    ".json",
+    ".yaml",
+    ".yml",
+    ".tar",
+    ".gz",
+    ".tgz",
+    ".zip",
+    ".sql",
+    ".log",
+    ".pcap",
+    ".conf",
+    ".pem",
+    ".crt",
+    ".key",
+    ".csv",
+    ".md",
+    ".js",
+    ".ts",
+    ".rb",
+    ".pl",
+)
 
 
 def _split_candidates(word: str) -> list[str]:
@@ -558,27 +621,97 @@ BARE_HOST_COMMANDS = frozenset({"nc", "ncat", "netcat", "telnet", "ssh", "ping",
                                 "traceroute", "hping3", "nmap", "chisel", "mosh", "sftp", "ftp", "openssl",
                                 "whois", "mtr", "curl", "wget", "rsync", "scp", "socat"})  # fmt: skip
 BARE_HOST_PROFILES = {
-    "ssh": CommandProfile(frozenset({"-p", "-i", "-l", "-L", "-R", "-D", "-o", "-F", "-J", "-W", "-b", "-c",
-                                     "-E", "-e", "-m", "-O", "-Q", "-S", "-w"})),
+    "ssh": CommandProfile(
+        frozenset(
+            {
+                "-p",
+                "-i",
+                "-l",
+                "-L",
+                "-R",
+                "-D",
+                "-o",
+                "-F",
+                "-J",
+                "-W",
+                "-b",
+                "-c",
+                "-E",
+                "-e",
+                "-m",
+                "-O",
+                "-Q",
+                "-S",
+                "-w",
+            }
+        )
+    ),
     "nc": CommandProfile(frozenset({"-e", "-c", "-p", "-s", "-w", "-i", "-q", "-x", "-X"})),
     "ncat": CommandProfile(frozenset({"-e", "-c", "-p", "-s", "-w", "-i", "--exec", "--sh-exec", "-x"})),
     "netcat": CommandProfile(frozenset({"-e", "-c", "-p", "-s", "-w", "-i", "-q"})),
     "ping": CommandProfile(frozenset({"-c", "-i", "-w", "-W", "-s", "-I", "-t"})),
     "hping3": CommandProfile(frozenset({"-p", "-c", "-i", "-d", "-s", "-a", "-I"})),
-    "curl": CommandProfile(frozenset({"-o", "-d", "-H", "-X", "-F", "-T", "-u", "-A", "-e", "-x", "-w", "-K",
-                                      "--data", "--data-binary", "--data-raw", "--header", "--output",
-                                      "--request", "--user", "--upload-file", "--form", "--proto",
-                                      "--connect-timeout", "-m", "--max-time", "--unix-socket",
-                                      "--resolve", "--cacert", "--cert", "--key", "--retry"})),
-    "wget": CommandProfile(frozenset({"-O", "-o", "-P", "--post-file", "--post-data", "--header", "-U",
-                                      "--user-agent", "-e", "-t", "-T"})),
+    "curl": CommandProfile(
+        frozenset(
+            {
+                "-o",
+                "-d",
+                "-H",
+                "-X",
+                "-F",
+                "-T",
+                "-u",
+                "-A",
+                "-e",
+                "-x",
+                "-w",
+                "-K",
+                "--data",
+                "--data-binary",
+                "--data-raw",
+                "--header",
+                "--output",
+                "--request",
+                "--user",
+                "--upload-file",
+                "--form",
+                "--proto",
+                "--connect-timeout",
+                "-m",
+                "--max-time",
+                "--unix-socket",
+                "--resolve",
+                "--cacert",
+                "--cert",
+                "--key",
+                "--retry",
+            }
+        )
+    ),
+    "wget": CommandProfile(
+        frozenset(
+            {
+                "-O",
+                "-o",
+                "-P",
+                "--post-file",
+                "--post-data",
+                "--header",
+                "-U",
+                "--user-agent",
+                "-e",
+                "-t",
+                "-T",
+            }
+        )
+    ),
     "openssl": CommandProfile(frozenset({"-connect", "-servername", "-in", "-out", "-CAfile"})),
 }
 
 
 # --------------------------------------------------------------------------- SQL
 
-_SQL_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
+_SQL_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
 _SQL_SPLIT = re.compile(r";")
 
 
@@ -601,11 +734,15 @@ def sql_kinds(text: str) -> frozenset[str]:
         if not s:
             continue
         up = s.upper()
-        if re.search(r"\bDROP\s+(DATABASE|SCHEMA|KEYSPACE|OWNED)\b", up) or "DROPDATABASE(" in up.replace(" ", ""):
+        if re.search(r"\bDROP\s+(DATABASE|SCHEMA|KEYSPACE|OWNED)\b", up) or "DROPDATABASE(" in up.replace(
+            " ", ""
+        ):
             kinds.add("drop_database")
         if re.search(r"^\s*(FLUSHALL|FLUSHDB)\b", up) or re.search(r"\bFLUSH(ALL|DB)\b", up):
             kinds.add("drop_database")
-        drop = re.search(r"\bDROP\s+(TABLE|VIEW|INDEX|COLLECTION|MATERIALIZED\s+VIEW|TYPE|FUNCTION)\b(.*)", up)
+        drop = re.search(
+            r"\bDROP\s+(TABLE|VIEW|INDEX|COLLECTION|MATERIALIZED\s+VIEW|TYPE|FUNCTION)\b(.*)", up
+        )
         if drop:
             kinds.add("drop_table")
             if "CASCADE" in up or "," in drop.group(2):
@@ -641,9 +778,15 @@ def sql_kinds(text: str) -> frozenset[str]:
             kinds.add("config")
         if re.search(r"^\s*SHUTDOWN\b|\.SHUTDOWNSERVER\(", up):
             kinds.add("shutdown")
-        if re.search(r"^\s*(SELECT|SHOW|DESCRIBE|DESC|EXPLAIN|WITH|\\D|\.SCHEMA|\.TABLES|INFO|GET|KEYS|SCAN|"
-                     r"HGET|HGETALL|TTL|EXISTS|PING|DBSIZE|LRANGE|SMEMBERS|MGET|TYPE|STRLEN|MONITOR|"
-                     r"SLOWLOG|CLIENT\s+LIST)\b", up) or re.search(r"\.(FIND|FINDONE|COUNT|COUNTDOCUMENTS|"
-                                                                    r"AGGREGATE|GETCOLLECTIONNAMES|STATS)\(", up):
+        if re.search(
+            r"^\s*(SELECT|SHOW|DESCRIBE|DESC|EXPLAIN|WITH|\\D|\.SCHEMA|\.TABLES|INFO|GET|KEYS|SCAN|"
+            r"HGET|HGETALL|TTL|EXISTS|PING|DBSIZE|LRANGE|SMEMBERS|MGET|TYPE|STRLEN|MONITOR|"
+            r"SLOWLOG|CLIENT\s+LIST)\b",
+            up,
+        ) or re.search(
+            r"\.(FIND|FINDONE|COUNT|COUNTDOCUMENTS|"
+            r"AGGREGATE|GETCOLLECTIONNAMES|STATS)\(",
+            up,
+        ):
             kinds.add("read")
     return frozenset(kinds)

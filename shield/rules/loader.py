@@ -153,7 +153,9 @@ class _Validator:
                 items = _as_list(value)
                 if not items:
                     raise self.fail(rule_id, f"{path}.{key} must list sub-matches")
-                out[key] = [self.compile_match(item, rule_id, f"{path}.{key}[{i}]") for i, item in enumerate(items)]
+                out[key] = [
+                    self.compile_match(item, rule_id, f"{path}.{key}[{i}]") for i, item in enumerate(items)
+                ]
             elif key == "not":
                 out[key] = self.compile_match(value, rule_id, f"{path}.not")
             elif key in ("redirect", "redirect_none"):
@@ -161,7 +163,9 @@ class _Validator:
                     raise self.fail(rule_id, f"{path}.{key} accepts only {sorted(REDIRECT_KEYS)}")
                 compiled = dict(value)
                 if "target_re" in compiled:
-                    compiled["target_re"] = self.regex(compiled["target_re"], rule_id, f"{path}.{key}.target_re")
+                    compiled["target_re"] = self.regex(
+                        compiled["target_re"], rule_id, f"{path}.{key}.target_re"
+                    )
                 for list_key in ("op_any", "classes_any"):
                     if list_key in compiled:
                         compiled[list_key] = frozenset(_as_list(compiled[list_key]))
@@ -307,7 +311,10 @@ def compile_pack(data: Any, source: str) -> tuple[str, list[Rule], dict[str, Com
                 if key == "assignment":
                     if not isinstance(val, dict) or not val:
                         raise v.fail(rule_id, "line.assignment must map variable names to value regexes")
-                    line[key] = [(str(name), v.regex(regex, rule_id, f"line.assignment.{name}")) for name, regex in val.items()]
+                    line[key] = [
+                        (str(name), v.regex(regex, rule_id, f"line.assignment.{name}"))
+                        for name, regex in val.items()
+                    ]
                 else:
                     line[key] = frozenset(_as_list(val))
         points = raw.get("points")

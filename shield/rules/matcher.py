@@ -92,10 +92,7 @@ class Facts:
         for flag, values in self.view.values.items():
             if flag in _FILE_VALUE_FLAGS:
                 words.extend(values)
-        expanded: list[str] = []
-        for word in words:
-            for candidate in _file_operands(word):
-                expanded.append(candidate)
+        expanded = [candidate for word in words for candidate in _file_operands(word)]
         result = [(w, classify_path(w, self.env)) for w in expanded if w and "://" not in w]
         self._cache[key] = result
         return result
@@ -117,9 +114,15 @@ class Facts:
                     parts.append(args[i + 1])
                 elif arg.startswith(("--eval=", "--execute=", "--command=", "--query=")):
                     parts.append(arg.split("=", 1)[1])
-                elif len(arg) > 2 and arg[0] == "-" and arg[1] != "-" and arg[-1] in "ce" and i + 1 < len(args):
+                elif (
+                    len(arg) > 2 and arg[0] == "-" and arg[1] != "-" and arg[-1] in "ce" and i + 1 < len(args)
+                ):
                     parts.append(args[i + 1])  # clusters like -lc, -ne, -pe end with the code flag
-                elif len(arg) > 3 and arg[:2] in ("-e", "-c", "-r") and any(ch in arg[2:] for ch in "=(;'\" .$/"):
+                elif (
+                    len(arg) > 3
+                    and arg[:2] in ("-e", "-c", "-r")
+                    and any(ch in arg[2:] for ch in "=(;'\" .$/")
+                ):
                     parts.append(arg[2:])  # code glued to its flag: ruby -e'...', python -c'...'
             if self.command.name in _AWK:
                 for arg in args:
@@ -235,14 +238,20 @@ def _compile(match: dict[str, Any]) -> Callable[[Facts], bool]:
     if "path_re" in match:
         regex_p = key("path_re")
         cheap.append(lambda f, s: bool(f.command.path and regex_p.search(f.command.path)))
-    for flag_key, attribute in (("privileged", "privileged"), ("background", "background"), ("dynamic", "dynamic")):
+    for flag_key, attribute in (
+        ("privileged", "privileged"),
+        ("background", "background"),
+        ("dynamic", "dynamic"),
+    ):
         if flag_key in match:
             wanted = match[flag_key]
             cheap.append(lambda f, s, a=attribute, w=wanted: getattr(f.command, a) == w)
     if "stdin_network" in match:
         wanted_net = match["stdin_network"]
         cheap.append(
-            lambda f, s: (f.command.stdin_is_network or any(u.stdin_is_network for u in f.upstream)) == wanted_net
+            lambda f, s: (
+                (f.command.stdin_is_network or any(u.stdin_is_network for u in f.upstream)) == wanted_net
+            )
         )
     if "origin_any" in match:
         origins = key("origin_any")
@@ -278,7 +287,9 @@ def _compile(match: dict[str, Any]) -> Callable[[Facts], bool]:
         cheap.append(lambda f, s: flags_none.isdisjoint(f.view.flags))
     for flags, regex_v in match.get("flag_value", ()):
         cheap.append(
-            lambda f, s, fl=flags, r=regex_v: any(r.search(v) for flag in fl for v in f.view.values.get(flag, ()))
+            lambda f, s, fl=flags, r=regex_v: any(
+                r.search(v) for flag in fl for v in f.view.values.get(flag, ())
+            )
         )
     if "args_re" in match:
         regex_a = key("args_re")
@@ -292,7 +303,9 @@ def _compile(match: dict[str, Any]) -> Callable[[Facts], bool]:
     if "self_pipe" in match:
         wanted_self = match["self_pipe"]
         cheap.append(
-            lambda f, s: (bool(f.command.name) and any(u.name == f.command.name for u in f.upstream)) == wanted_self
+            lambda f, s: (
+                (bool(f.command.name) and any(u.name == f.command.name for u in f.upstream)) == wanted_self
+            )
         )
     if "has_stdin" in match:
         wanted_stdin = match["has_stdin"]
@@ -415,7 +428,11 @@ def _upstream_reads(facts: Facts, wanted: frozenset[str]) -> bool:
         upstream_facts = Facts(upstream, facts.ruleset, facts.env)
         if any(not wanted.isdisjoint(classes) for _, classes in upstream_facts.targets(0)):
             return True
-        if any(not wanted.isdisjoint(classify_path(r.target, facts.env)) for r in upstream.redirects if r.op == "<"):
+        if any(
+            not wanted.isdisjoint(classify_path(r.target, facts.env))
+            for r in upstream.redirects
+            if r.op == "<"
+        ):
             return True
     return False
 
@@ -449,7 +466,9 @@ def _describe(command: SimpleCommand) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _candidates(ruleset: RuleSet, name: str, has_redirects: bool) -> list[tuple[Rule, Callable[[Facts], bool]]]:
+def _candidates(
+    ruleset: RuleSet, name: str, has_redirects: bool
+) -> list[tuple[Rule, Callable[[Facts], bool]]]:
     """The (rule, predicate) pairs to try for a command name, compiled and cached per ruleset."""
     cache = ruleset.compiled_candidates
     key = (name, has_redirects)
@@ -512,7 +531,8 @@ def match_parse(ruleset: RuleSet, parsed: ParseResult, env: PathEnv) -> MatchRes
         if "tags_none" in spec and spec["tags_none"] & result.tags:
             continue
         if "assignment" in spec and not any(
-            name in parsed.assignments and regex.search(parsed.assignments[name]) for name, regex in spec["assignment"]
+            name in parsed.assignments and regex.search(parsed.assignments[name])
+            for name, regex in spec["assignment"]
         ):
             continue
         record(rule, parsed.normalized or parsed.source[:200])

@@ -33,7 +33,9 @@ BAD_INPUTS = [
 @pytest.mark.parametrize("command", BAD_INPUTS, ids=range(len(BAD_INPUTS)))
 def test_engine_bad_input_is_never_auto_and_never_raises(fresh, command):
     verdict = fresh.analyze(command)
-    assert verdict.decision is not Decision.AUTO or not (set(verdict.flags) & {"parse_error", "binary", "too_deep", "too_large"})
+    assert verdict.decision is not Decision.AUTO or not (
+        set(verdict.flags) & {"parse_error", "binary", "too_deep", "too_large"}
+    )
     if set(verdict.flags) & {"parse_error", "binary", "too_deep", "too_large", "truncated", "empty"}:
         assert verdict.decision in (Decision.HARD_ASK, Decision.DENY)
 
@@ -68,7 +70,10 @@ def test_engine_policy_deny_always_wins(fresh):
 
 def test_engine_policy_ask_raises_the_decision(fresh):
     policy = load_policy("version: 1\nname: t\nask:\n  - Bash(git status:*)\n")
-    assert fresh.analyze("git status", Context(policy=policy)).decision in (Decision.SOFT_ASK, Decision.HARD_ASK)
+    assert fresh.analyze("git status", Context(policy=policy)).decision in (
+        Decision.SOFT_ASK,
+        Decision.HARD_ASK,
+    )
 
 
 def test_engine_policy_allow_lowers_only_without_critical_hits(fresh):
@@ -121,7 +126,11 @@ def test_engine_module_level_analyze_uses_a_default_shield():
 def test_engine_context_home_and_cwd_change_targets(fresh):
     context = Context(cwd="/home/dev/app", project_root="/home/dev/app")
     assert fresh.analyze("rm -rf /home/dev/app/dist", context).decision is Decision.AUTO
-    assert fresh.analyze("rm -rf /home/dev/app/dist").decision in (Decision.DENY, Decision.HARD_ASK, Decision.SOFT_ASK)
+    assert fresh.analyze("rm -rf /home/dev/app/dist").decision in (
+        Decision.DENY,
+        Decision.HARD_ASK,
+        Decision.SOFT_ASK,
+    )
 
 
 def test_engine_odd_context_fails_closed(fresh):

