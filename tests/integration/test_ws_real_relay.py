@@ -49,12 +49,13 @@ def real_relay(live_gateway, tmp_path):
             str(state_dir),
         ],
         capture_output=True,
+        check=False,
         text=True,
         timeout=120,
         env=env,
     )
     assert enroll.returncode == 0, enroll.stderr
-    log = open(tmp_path / "relay.log", "w")
+    log = open(tmp_path / "relay.log", "w")  # noqa: SIM115 - closed in the fixture's finally
     process = subprocess.Popen(
         [sys.executable, "-m", "edge_relay", "run", "--state-dir", str(state_dir), "--health-port", "0"],
         stdout=log,

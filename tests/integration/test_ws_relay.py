@@ -354,3 +354,28 @@ def test_exec_writes_audit_events_with_output_digests_never_output(live_gateway,
     assert dispatched["actor"]["key_id"] == dispatched["fields"]["key_id"]
     assert next(r for r in records if r["kind"] == "exec.denied")["fields"]["decision"] == "deny"
     assert _audit_records(live_gateway.stack.org("globex")["org_id"])[0]["kind"] == "key.created"
+
+
+def test_local_management_api_tracks_connections_like_api_gateway(live_gateway, connected_relay):
+    import boto3
+    from botocore.exceptions import ClientError
+
+    org, relay = connected_relay
+    agent = live_gateway.stack.store.get_agent(org["org_id"], relay.identity["relay_id"])
+    client = boto3.client(
+        "apigatewaymanagementapi", endpoint_url=live_gateway.base_url, region_name="us-east-1"
+    )
+    described = client.get_connection(ConnectionId=agent.connection_id)
+    assert described["Identity"]["SourceIp"] == "127.0.0.1"
+    client.post_to_connection(ConnectionId=agent.connection_id, Data=b'{"type": "note"}')
+    wait_for(lambda: {"type": "note"} in relay.answers)
+    client.delete_connection(ConnectionId=agent.connection_id)
+    wait_for(lambda: live_gateway.stack.store.get_agent(org["org_id"], agent.relay_id).status == "offline")
+    for call in (
+        lambda: client.post_to_connection(ConnectionId=agent.connection_id, Data=b"{}"),
+        lambda: client.get_connection(ConnectionId=agent.connection_id),
+        lambda: client.post_to_connection(ConnectionId="never-existed", Data=b"{}"),
+    ):
+        with pytest.raises(ClientError) as gone:
+            call()
+        assert gone.value.response["Error"]["Code"] == "GoneException"
