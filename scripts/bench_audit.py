@@ -19,7 +19,6 @@ import time
 from typing import Any
 
 import boto3
-
 from flowlink.audit import merkle
 from flowlink.audit.chain import GENESIS_HASH
 from flowlink.audit.store import AuditStore, Head, head_after, make_item
@@ -40,7 +39,11 @@ class _SerializedApp:
 
 
 def _start_moto() -> tuple[Any, str]:
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
     from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)

@@ -10,7 +10,6 @@ import secrets
 import boto3
 import httpx
 import pytest
-
 from flowlink import audit, relay_protocol
 from flowlink.audit import merkle, witness
 from flowlink.audit.integrity import verify_chain

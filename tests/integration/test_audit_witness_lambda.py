@@ -7,7 +7,6 @@ import secrets
 
 import boto3
 import pytest
-
 from flowlink import audit
 from flowlink.audit import witness
 from flowlink.audit.integrity import verify_chain

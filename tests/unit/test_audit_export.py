@@ -6,7 +6,6 @@ import io
 import json
 
 import pytest
-
 from flowlink import relay_protocol
 from flowlink.audit import merkle
 from flowlink.audit.chain import GENESIS_HASH

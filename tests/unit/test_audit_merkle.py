@@ -6,11 +6,10 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from flowlink.audit import merkle
 from flowlink.audit.canonical import CanonicalizationError, canonical_json, format_number
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,6 @@ import dataclasses
 import json
 
 import pytest
-
 from flowlink.audit.chain import GENESIS_HASH, chain_hash
 from flowlink.audit.store import Head, head_after, make_item
 from flowlink.audit.verify import Anchor, AuditRecord, verify_records

@@ -111,7 +111,7 @@ def _quote(text: str) -> str:
     return "".join(chunks)
 
 
-def format_number(number: int | float) -> str:
+def format_number(number: float) -> str:
     """ECMAScript Number::toString of a finite number (RFC 8785 §3.2.2.3)."""
     if isinstance(number, int):
         if abs(number) > MAX_SAFE_INTEGER:

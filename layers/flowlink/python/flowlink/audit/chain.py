@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from flowlink.audit.canonical import CanonicalizationError, canonical_text
 from flowlink.audit.errors import AuditInputError
@@ -31,7 +32,7 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 def utc_now_iso() -> str:
     """ISO-8601 UTC with microseconds, as docs/contracts.md §3 prescribes."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def validate_org_id(org_id: Any) -> str:

@@ -16,7 +16,7 @@ byte arrays (32 bytes a node) for offline verification and the benchmarks.
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -52,7 +52,7 @@ def frontier_append(frontier: Sequence[bytes], size: int, new_leaf_hash: bytes) 
     Returns ``(new_frontier, levels)``: ``levels[k]`` is the hash of the perfect subtree of
     2**k leaves that ends at the new leaf (``levels[0]`` is the leaf hash itself).
     """
-    if len(frontier) != bin(size).count("1"):
+    if len(frontier) != size.bit_count():
         raise MerkleError(f"compact range of {len(frontier)} hashes cannot describe a tree of {size} leaves")
     new_frontier = list(frontier)
     current = new_leaf_hash
@@ -242,7 +242,7 @@ class MemoryTree:
             self.levels.append(level)
 
     @classmethod
-    def from_leaves(cls, leaves: Iterable[bytes]) -> "MemoryTree":
+    def from_leaves(cls, leaves: Iterable[bytes]) -> MemoryTree:
         return cls(b"".join(leaf_hash(leaf) for leaf in leaves))
 
     @property

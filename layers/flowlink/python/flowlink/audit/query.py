@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from flowlink.audit.errors import AuditQueryError
@@ -30,12 +30,12 @@ def _parse_time(name: str, value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value)  # Python 3.11 reads a trailing "Z" too
     except (TypeError, ValueError) as exc:
         raise AuditQueryError(f"'{name}' must be an ISO-8601 time such as 2026-11-25T09:00:00Z") from exc
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _fingerprint(org_id: str, filters: dict[str, Any]) -> str:
@@ -170,6 +170,4 @@ def _matches(
         return False
     if until is not None and ts > until:
         return False
-    if needle is not None and needle not in (attribute("event") or "").casefold():
-        return False
-    return True
+    return needle is None or needle in (attribute("event") or "").casefold()

@@ -31,8 +31,9 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
@@ -165,7 +166,7 @@ class AuditStore:
         settings: Settings | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], str] = utc_now_iso,
-        on_append: Callable[[dict[str, Any], "AuditStore"], None] | None = None,
+        on_append: Callable[[dict[str, Any], AuditStore], None] | None = None,
     ):
         self._settings = settings
         self._client = client
@@ -233,7 +234,7 @@ class AuditStore:
             digest = item[hash_attribute]["S"]
         except (KeyError, ValueError) as exc:
             raise AuditWriteError(f"audit record {size} of org {org_id} is malformed; refusing to extend it") from exc
-        if not is_hash(digest) or len(frontier) != bin(size).count("1"):
+        if not is_hash(digest) or len(frontier) != size.bit_count():
             raise AuditWriteError(f"audit record {size} of org {org_id} is inconsistent; refusing to extend it")
         return Head(size, digest, frontier, item.get("updated_at", item.get("ts", {})).get("S"))
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 from flowlink.audit import merkle
 from flowlink.audit.chain import GENESIS_HASH, utc_now_iso
@@ -44,7 +45,7 @@ class AuditRecord:
     indexes: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_item(cls, item: Mapping[str, Any]) -> "AuditRecord":
+    def from_item(cls, item: Mapping[str, Any]) -> AuditRecord:
         """From a low-level DynamoDB item (``{"seq": {"N": "1"}, ...}``)."""
 
         def text(name: str) -> str:
@@ -176,21 +177,21 @@ def verify_records(
         prev = record.chain_hash
         for anchor in by_seq.get(size, ()):
             if anchor.chain_hash is not None and anchor.chain_hash != record.chain_hash:
-                problems.append((size, f"{REWRITTEN}: record {size} has chain_hash {record.chain_hash[:16]}… but "
-                                       f"{anchor.source} recorded {anchor.chain_hash[:16]}…"))
+                problems.append((size, (f"{REWRITTEN}: record {size} has chain_hash {record.chain_hash[:16]}… but "
+                                       f"{anchor.source} recorded {anchor.chain_hash[:16]}…")))
             if anchor.merkle_root is not None and anchor.merkle_root != merkle.frontier_root(frontier).hex():
-                problems.append((size, f"{REWRITTEN}: the Merkle root of the first {size} records differs from "
-                                       f"{anchor.source}"))
+                problems.append((size, (f"{REWRITTEN}: the Merkle root of the first {size} records differs from "
+                                       f"{anchor.source}")))
     if chain_ok:
         # Anchors beyond the last record prove records existed that are gone now.
         for anchor in anchor_list:
             if anchor.seq > size:
-                problems.append((size + 1, f"{TRUNCATED}: the chain ends at seq {size} but {anchor.source} "
-                                           f"covers seq {anchor.seq}; records {size + 1}..{anchor.seq} were deleted"))
+                problems.append((size + 1, (f"{TRUNCATED}: the chain ends at seq {size} but {anchor.source} "
+                                           f"covers seq {anchor.seq}; records {size + 1}..{anchor.seq} were deleted")))
                 break
         if head_size is not None and head_size > size:
-            problems.append((size + 1, f"{TRUNCATED}: the chain ends at seq {size} but its head records seq "
-                                       f"{head_size}; records {size + 1}..{head_size} were deleted"))
+            problems.append((size + 1, (f"{TRUNCATED}: the chain ends at seq {size} but its head records seq "
+                                       f"{head_size}; records {size + 1}..{head_size} were deleted")))
         # A head hint behind the last record is normal after a crash between put and head update.
     report = IntegrityReport(
         intact=not problems,
@@ -259,27 +260,27 @@ def _diagnose(record: AuditRecord, expected: int, problem: str, rest: Iterator[A
         return (expected, f"{MODIFIED}: record {expected} names another org")
     if problem == "index":
         event = _event_object(record) or {}
-        return (expected, f"{MODIFIED}: the '{_index_mismatch(record, event)}' attribute of record {expected} "
-                          f"differs from its hashed event")
+        return (expected, (f"{MODIFIED}: the '{_index_mismatch(record, event)}' attribute of record {expected} "
+                          f"differs from its hashed event"))
     if problem == "merkle":
         return (expected, f"{MODIFIED}: the stored Merkle hashes of record {expected} do not match its content")
     if problem == "link":
         if expected == 1:
             return (1, f"{MODIFIED}: record 1 does not start from the genesis hash")
-        return (expected - 1, f"{MODIFIED}: record {expected - 1} was rewritten (its chain_hash is not the "
-                              f"prev_hash that record {expected} holds)")
+        return (expected - 1, (f"{MODIFIED}: record {expected - 1} was rewritten (its chain_hash is not the "
+                              f"prev_hash that record {expected} holds)"))
     # problem == "moved": the record is intact but was written for another position.
     original = (_event_object(record) or {}).get("seq")
     if isinstance(original, int) and original < expected:
-        return (original, f"{INSERTED}: records {original}..{expected - 1} are not part of the original chain "
-                          f"(the original record {original} now sits at seq {expected})")
+        return (original, (f"{INSERTED}: records {original}..{expected - 1} are not part of the original chain "
+                          f"(the original record {original} now sits at seq {expected})"))
     for later in rest:
         later_event = _event_object(later)
         if later_event is not None and later_event.get("seq") == expected and _self_consistent(later):
-            return (expected, f"{REORDERED}: seq {expected} holds the original record {original}; the original "
-                              f"record {expected} sits at seq {later.seq}")
-    return (expected, f"{DELETED}: the original records {expected}..{original - 1 if isinstance(original, int) else '?'}"
-                      f" are missing; later records were renumbered (seq {expected} holds original record {original})")
+            return (expected, (f"{REORDERED}: seq {expected} holds the original record {original}; the original "
+                              f"record {expected} sits at seq {later.seq}"))
+    return (expected, (f"{DELETED}: the original records {expected}..{original - 1 if isinstance(original, int) else '?'}"
+                      f" are missing; later records were renumbered (seq {expected} holds original record {original})"))
 
 
 class _Tally:

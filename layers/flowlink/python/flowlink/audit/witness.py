@@ -22,8 +22,9 @@ import hashlib
 import hmac
 import json
 import logging
-from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import boto3
 import httpx
@@ -171,7 +172,7 @@ class WitnessStore:
 
     def put(self, key: str, document: Mapping[str, Any]) -> bool:
         """Write once; False if an object already exists under ``key`` (never overwritten)."""
-        retain_until = datetime.now(timezone.utc) + timedelta(days=RETENTION_DAYS)
+        retain_until = datetime.now(UTC) + timedelta(days=RETENTION_DAYS)
         try:
             self.s3.put_object(
                 Bucket=self.bucket,
@@ -313,7 +314,7 @@ def publish_all(audit_store: Any, org_ids: list[str], *, witnesses: WitnessStore
             result = publish(audit_store, org_id, witnesses=witnesses)
         except AuditMisconfigured:
             raise
-        except Exception:  # noqa: BLE001 - reported per org, the run goes on
+        except Exception:
             logger.exception("witness publishing failed for org %s", org_id)
             failed.append(org_id)
             continue
