@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -95,22 +96,26 @@ def _analyse_method(engine: Any) -> Callable[[str], Any]:
     raise RuntimeError("shield.engine.Shield has no analyze/check method")
 
 
-def _time_each(analyse: Callable[[str], Any], commands: list[str], repeat: int) -> list[float]:
+def _time_each(analyse: Callable[[str], Any], commands: list[str], repeat: int) -> tuple[list[float], float]:
+    """Wall-clock seconds of each call, and the process CPU seconds of the whole loop."""
     samples = []
     clock = time.perf_counter
+    cpu_started = time.process_time()
     for _ in range(repeat):
         for command in commands:
             started = clock()
             analyse(command)
             samples.append(clock() - started)
-    return samples
+    return samples, time.process_time() - cpu_started
 
 
-def _summary(samples: list[float]) -> dict[str, float]:
+def _summary(timed: tuple[list[float], float]) -> dict[str, float]:
+    samples, cpu_seconds = timed
     return {
         "p50_us": _percentile(samples, 0.50) * 1e6,
         "p99_us": _percentile(samples, 0.99) * 1e6,
         "mean_us": statistics.fmean(samples) * 1e6,
+        "cpu_us": cpu_seconds / len(samples) * 1e6 if samples else 0.0,
         "throughput": len(samples) / sum(samples) if samples else 0.0,
         "n": len(samples),
     }
@@ -197,7 +202,7 @@ def _spawn(semantic_mode: str, corpus: Path, repeat: int) -> dict[str, Any]:
 def _line(label: str, figures: dict[str, float], goal: str = "") -> str:
     text = (
         f"  {label:<34} p50 {figures['p50_us']:>8.1f} us   p99 {figures['p99_us']:>8.1f} us   "
-        f"{figures['throughput']:>9.0f} cmd/s   (n={figures['n']})"
+        f"{figures['throughput']:>7.0f} cmd/s   cpu {figures['cpu_us']:>7.1f} us/cmd   (n={figures['n']})"
     )
     return text + (f"   [{goal}]" if goal else "")
 
@@ -208,6 +213,9 @@ def run(args: argparse.Namespace) -> None:
     modes = ["off", "on"] + (["accurate"] if getattr(args, "accurate", False) else [])
     commands = _read_commands(corpus)
     print(f"corpus: {corpus} ({len(commands)} commands), {repeat} timed pass(es), one command at a time")
+    # Wall-clock percentiles suffer when other processes share the CPUs; the load average
+    # and the per-command CPU time make such a run recognisable.
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     for mode in modes:
         title = {"off": "without level 2", "on": "with level 2 (fast)", "accurate": "with level 2 (accurate)"}[mode]
         figures = _spawn(mode, corpus, repeat)
@@ -224,7 +232,8 @@ def run(args: argparse.Namespace) -> None:
             semantic = figures["semantic"]
             if not figures["engine"]:
                 print(f"  level 2 load (fresh process)                 {figures['load_s'] * 1000:8.1f} ms")
-            print(_line(f"level 2 alone: {semantic['name']}"[:34], semantic))
+            print(f"  level 2 alone ({semantic['name']}):")
+            print(_line("SemanticLevel.intents", semantic))
         print(f"  peak memory (ru_maxrss)                      {figures['maxrss_mb']:8.1f} MB")
 
 
