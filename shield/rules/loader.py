@@ -103,7 +103,8 @@ class RuleSet:
     by_name: dict[str, list[Rule]] = field(default_factory=dict)
     by_prefix: list[tuple[str, Rule]] = field(default_factory=list)
     generic: list[Rule] = field(default_factory=list)
-    redirect_only: list[Rule] = field(default_factory=list)  # generic rules that need a redirect
+    redirect_only: list[Rule] = field(default_factory=list)  # rules (or alternatives) that need a redirect
+    path_only: list[Rule] = field(default_factory=list)  # rules (or alternatives) about a program's path
     line_rules: list[Rule] = field(default_factory=list)
     profiles: dict[str, CommandProfile] = field(default_factory=dict)
     leading_targets: frozenset[str] = frozenset()
@@ -111,18 +112,23 @@ class RuleSet:
     fingerprint: str = "custom"  # sha256 prefix of the pack files, stamped on verdicts
     # Filled lazily by the matcher: compiled predicates and per-name candidate lists.
     predicates: dict[str, Any] = field(default_factory=dict, repr=False)
-    compiled_candidates: dict[tuple[str, bool], list[Any]] = field(default_factory=dict, repr=False)
+    compiled_candidates: dict[tuple[str, bool, bool], list[Any]] = field(default_factory=dict, repr=False)
 
-    def candidates(self, name: str, has_redirects: bool = True) -> list[Rule]:
-        """Rules that may match a command called ``name`` (indexed ones first, then generic)."""
-        found = list(self.by_name.get(name, ()))
+    def candidates(self, name: str, has_redirects: bool = True, has_path: bool = True) -> list[Rule]:
+        """Rules that may match a command called ``name``, each once (indexed ones first, then generic)."""
+        found: dict[str, Rule] = {rule.id: rule for rule in self.by_name.get(name, ())}
         for prefix, rule in self.by_prefix:
             if name.startswith(prefix):
-                found.append(rule)
-        found.extend(self.generic)
+                found.setdefault(rule.id, rule)
+        for rule in self.generic:
+            found.setdefault(rule.id, rule)
         if has_redirects:
-            found.extend(self.redirect_only)
-        return found
+            for rule in self.redirect_only:
+                found.setdefault(rule.id, rule)
+        if has_path:
+            for rule in self.path_only:
+                found.setdefault(rule.id, rule)
+        return list(found.values())
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -219,6 +225,11 @@ def _word_matcher(word: str) -> tuple[frozenset[str], re.Pattern[str] | None]:
     return options, None
 
 
+# Pseudo command names for rules that can only match a command with a redirect / a path.
+REDIRECT_BUCKET = "<redirect>"
+PATH_BUCKET = "<path>"
+
+
 def _index_names(match: dict[str, Any]) -> frozenset[str] | None:
     """Command names a match can only hold for, or None when it may hold for any command.
 
@@ -227,6 +238,10 @@ def _index_names(match: dict[str, Any]) -> frozenset[str] | None:
     """
     if "command" in match:
         return match["_index"]
+    if "redirect" in match:
+        return frozenset({REDIRECT_BUCKET})
+    if "path_re" in match:
+        return frozenset({PATH_BUCKET})
     if "any" in match:
         found: set[str] = set()
         for alternative in match["any"]:
@@ -360,12 +375,14 @@ def build_ruleset(documents: list[tuple[str, Any]]) -> RuleSet:
                 ruleset.line_rules.append(rule)
                 continue
             if not rule.commands and not rule.prefixes:
-                if rule.match is not None and set(rule.match) <= {"redirect"}:
-                    ruleset.redirect_only.append(rule)
-                else:
-                    ruleset.generic.append(rule)
+                ruleset.generic.append(rule)
             for name in rule.commands:
-                ruleset.by_name.setdefault(name, []).append(rule)
+                if name == REDIRECT_BUCKET:
+                    ruleset.redirect_only.append(rule)
+                elif name == PATH_BUCKET:
+                    ruleset.path_only.append(rule)
+                else:
+                    ruleset.by_name.setdefault(name, []).append(rule)
             for prefix in rule.prefixes:
                 ruleset.by_prefix.append((prefix, rule))
     ruleset.leading_targets = frozenset(leading)

@@ -467,14 +467,15 @@ def _describe(command: SimpleCommand) -> str:
 
 
 def _candidates(
-    ruleset: RuleSet, name: str, has_redirects: bool
+    ruleset: RuleSet, name: str, has_redirects: bool, has_path: bool
 ) -> list[tuple[Rule, Callable[[Facts], bool]]]:
     """The (rule, predicate) pairs to try for a command name, compiled and cached per ruleset."""
     cache = ruleset.compiled_candidates
-    key = (name, has_redirects)
+    key = (name, has_redirects, has_path)
     found = cache.get(key)
     if found is None:
-        found = [(rule, _rule_predicate(ruleset, rule)) for rule in ruleset.candidates(name, has_redirects)]
+        candidates = ruleset.candidates(name, has_redirects, has_path)
+        found = [(rule, _rule_predicate(ruleset, rule)) for rule in candidates]
         if len(cache) < 4096:  # names come from untrusted input; keep the cache bounded
             cache[key] = found
     return found
@@ -515,7 +516,9 @@ def match_parse(ruleset: RuleSet, parsed: ParseResult, env: PathEnv) -> MatchRes
 
     for index, command in enumerate(parsed.commands):
         facts = Facts(command, ruleset, env)
-        for rule, predicate in _candidates(ruleset, command.name, bool(command.redirects)):
+        for rule, predicate in _candidates(
+            ruleset, command.name, bool(command.redirects), bool(command.path)
+        ):
             if rule.id in seen and not rule.tags and index in result.matched_commands:
                 continue
             if predicate(facts):
