@@ -285,7 +285,7 @@ def test_ws_sync_resends_unacknowledged_commands_after_reconnect(live_gateway, c
     handle = call_tool(
         live_gateway, org["api_key"], "exec", {"agent": relay.name, "command": "echo later"}
     ).structured_content
-    assert handle["status"] == "dispatched"
+    assert handle["status"] == "running" and "not yet acknowledged" in handle["message"]
     relay.close()
     relay.ignore_commands = False
     relay.claims.clear()

@@ -256,7 +256,8 @@ def test_commands_wait_gives_a_handle_when_the_relay_is_slow(audit_events, verdi
     view = service(store, FakeChannel(store), wait=2.0).exec(
         AGENT_KEY, ExecRequest(agent="web-01", command="sleep 100")
     )
-    assert view["status"] == "dispatched" and view["command_id"] in view["message"]
+    assert view["status"] == "running" and view["command_id"] in view["message"]
+    assert "not yet acknowledged" in view["message"]
     assert store.commands[view["command_id"]].status not in TERMINAL_STATUSES
 
 

@@ -472,8 +472,14 @@ class CommandService:
             current = self.store.get_command(org_id, record.command_id) or current
         view = command_view(current)
         if current.status not in TERMINAL_STATUSES:
+            # A handle: to the caller the command is simply still running; the message says
+            # whether the relay has acknowledged it yet (history shows the exact state).
+            stage = (
+                "acknowledged by the relay" if current.status == "running" else "sent, not yet acknowledged"
+            )
+            view["status"] = "running"
             view["message"] = (
-                f"still {current.status}; call the history tool with agent={current.relay_id!r} "
+                f"still running ({stage}); call the history tool with agent={current.relay_id!r} "
                 f"and command_id={current.command_id!r} to get the result"
             )
         return view

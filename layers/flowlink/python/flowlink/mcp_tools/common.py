@@ -67,7 +67,8 @@ class CommandResult(BaseModel):
     path: str | None = None
     cwd: str | None = None
     status: str = Field(
-        description="dispatched/running (still going), completed, refused, timeout, failed, denied"
+        description="completed, refused, timeout, failed or denied; running while still going "
+        "(history also shows dispatched: sent but not yet acknowledged by the relay)"
     )
     exit_code: int | None = None
     stdout: str = ""
