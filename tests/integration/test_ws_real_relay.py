@@ -91,7 +91,7 @@ async def _calls(url: str, key: str, calls):
 
 def test_real_relay_runs_exec_and_refuses_what_shield_denies(live_gateway, real_relay):
     org = real_relay
-    hello, denied, read, history = anyio.run(
+    hello, denied, read, history, sysinfo, listing = anyio.run(
         _calls,
         live_gateway.mcp_url,
         org["api_key"],
@@ -100,6 +100,8 @@ def test_real_relay_runs_exec_and_refuses_what_shield_denies(live_gateway, real_
             ("exec", {"agent": "real-01", "command": "rm -rf /"}),
             ("read", {"agent": "real-01", "path": "/etc/hostname"}),
             ("history", {"agent": "real-01"}),
+            ("sysinfo", {"agent": "real-01"}),
+            ("list", {"agent": "real-01", "path": "/etc"}),
         ],
     )
     assert hello.is_error is False, hello.content
@@ -111,3 +113,6 @@ def test_real_relay_runs_exec_and_refuses_what_shield_denies(live_gateway, real_
         assert read.structured_content["stdout"] == handle.read()
     statuses = [c["status"] for c in history.structured_content["commands"]]
     assert statuses[1:] == ["denied", "completed"]
+    assert sysinfo.is_error is False and sysinfo.structured_content["live"] is True, sysinfo.content
+    assert sysinfo.structured_content["facts"]
+    assert listing.is_error is False and "hostname" in listing.structured_content["stdout"], listing.content
