@@ -127,3 +127,15 @@ async def export(request: Request, auth: ReviewerKey, format: str = "jsonl") -> 
     writer = export_jsonl if format == "jsonl" else export_cef
     count = await anyio.to_thread.run_sync(lambda: writer(store, auth.org_id, buffer))
     return {"org_id": auth.org_id, "format": format, "records": count, "content": buffer.getvalue()}
+
+
+def _mount_attestation() -> None:
+    # The gateway includes this router only (flowlink.gateway.ROUTERS); attestation's routes
+    # (RFC-002 layer 2) ride along under /api/v1/attestation.
+    from flowlink.attestation import router as attestation_router
+
+    for route in attestation_router.routes:
+        router.routes.append(route)
+
+
+_mount_attestation()

@@ -1,0 +1,292 @@
+"""Binary attestation (RFC-002 layer 2): measure the code a gateway or relay runs, keep an
+org's baseline, and say ATTESTED or TAMPERED with the files that differ.
+
+A **measurement** is ``{"v": 1, "component": "gateway"|"relay", "measured_at", "python",
+"files": {"<package>/<path>": sha256-hex, …}, "digest"}`` where ``files`` covers every file
+of the component's packages (``flowlink``, ``shield`` and ``functions`` for the gateway —
+the Lambda package and layer; ``flowlink``, ``shield`` and ``edge_relay`` for the relay) except
+``__pycache__``, plus ``interpreter/python`` for the relay's interpreter binary, and
+``digest`` is SHA-256 of the canonical JSON of ``files``. The gateway measures itself once
+per process; the relay measures itself at start and reports it in ``hello``.
+
+An org's **baseline** (one per component) is kept in the audit table under the partition
+``attestation#<org_id>`` (``seq`` 0), apart from every chain, and each change of it is an
+audit event (``attestation.baseline_set``). REST routes (``router``, mounted by the audit
+router): ``GET /api/v1/attestation/report``, ``GET|POST /api/v1/attestation/policy``,
+``POST /api/v1/attestation/verify``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import platform
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import anyio
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from flowlink import audit
+from flowlink.audit.canonical import canonical_json
+from flowlink.audit.chain import utc_now_iso
+from flowlink.errors import Conflict, InvalidInput, NotFound
+from flowlink.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+ATTESTED = "ATTESTED"
+TAMPERED = "TAMPERED"
+COMPONENTS = ("gateway", "relay")
+GATEWAY_PACKAGES = ("flowlink", "shield", "functions")
+RELAY_PACKAGES = ("flowlink", "shield", "edge_relay")
+SKIPPED_DIRECTORIES = frozenset({"__pycache__"})
+# A measurement travels in the relay's hello and lives in DynamoDB items (400 KB).
+MAX_FILES = 5000
+_CHUNK = 1 << 20
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def package_root(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def measure(roots: dict[str, Path], *, component: str, extra_files: dict[str, Path] | None = None) -> dict[str, Any]:
+    """Hash every file below each root (named ``<root name>/<relative path>``) and the extras."""
+    files: dict[str, str] = {}
+    for name, root in sorted(roots.items()):
+        for directory, subdirectories, filenames in os.walk(root):
+            subdirectories[:] = sorted(d for d in subdirectories if d not in SKIPPED_DIRECTORIES)
+            for filename in sorted(filenames):
+                path = Path(directory) / filename
+                if not path.is_file():
+                    continue
+                files[f"{name}/{path.relative_to(root).as_posix()}"] = _sha256_file(path)
+                if len(files) > MAX_FILES:
+                    raise InvalidInput(f"more than {MAX_FILES} files to measure below {root}")
+    for name, path in sorted((extra_files or {}).items()):
+        files[name] = _sha256_file(path)
+    return {
+        "v": 1,
+        "component": component,
+        "measured_at": utc_now_iso(),
+        "python": platform.python_version(),
+        "files": files,
+        "digest": hashlib.sha256(canonical_json(files)).hexdigest(),
+    }
+
+
+def _roots(packages: tuple[str, ...]) -> dict[str, Path]:
+    roots = {}
+    for name in packages:
+        root = package_root(name)
+        if root is not None:
+            roots[name] = root
+    return roots
+
+
+def measure_relay() -> dict[str, Any]:
+    """The relay's measurement: its packages and its interpreter binary (edge_relay calls this)."""
+    interpreter = Path(os.path.realpath(sys.executable))
+    return measure(_roots(RELAY_PACKAGES), component="relay", extra_files={"interpreter/python": interpreter})
+
+
+_gateway_lock = threading.Lock()
+_gateway_measurement: dict[str, Any] | None = None
+
+
+def gateway_measurement() -> dict[str, Any]:
+    """The gateway's own measurement, taken once per process (call at start to pin it early)."""
+    global _gateway_measurement
+    with _gateway_lock:
+        if _gateway_measurement is None:
+            _gateway_measurement = measure(_roots(GATEWAY_PACKAGES), component="gateway")
+        return _gateway_measurement
+
+
+def compare(baseline: dict[str, Any] | None, measurement: dict[str, Any] | None) -> dict[str, Any]:
+    """ATTESTED when the file maps are equal, else TAMPERED with changed/added/removed files."""
+    if not baseline:
+        raise Conflict("no attestation baseline captured yet: POST /api/v1/attestation/policy first")
+    if not isinstance(measurement, dict) or not isinstance(measurement.get("files"), dict):
+        return {"status": TAMPERED, "reason": "no measurement reported", "changed": [], "added": [], "removed": []}
+    expected, actual = baseline["files"], measurement["files"]
+    changed = sorted(name for name in expected.keys() & actual.keys() if expected[name] != actual[name])
+    added = sorted(actual.keys() - expected.keys())
+    removed = sorted(expected.keys() - actual.keys())
+    status = ATTESTED if not (changed or added or removed) else TAMPERED
+    return {"status": status, "digest": measurement.get("digest"), "baseline_digest": baseline.get("digest"),
+            "changed": changed, "added": added, "removed": removed}
+
+
+# --- baseline storage -------------------------------------------------------------------
+
+
+def _policy_key(org_id: str) -> dict[str, Any]:
+    return {"org_id": {"S": f"attestation#{org_id}"}, "seq": {"N": "0"}}
+
+
+def load_policy(settings: Settings, org_id: str) -> dict[str, Any]:
+    store = audit.store_for(settings)
+    item = store.client.get_item(TableName=store.table, Key=_policy_key(org_id), ConsistentRead=True).get("Item")
+    if not item:
+        return {}
+    try:
+        return json.loads(item["policy"]["S"])
+    except (KeyError, ValueError):
+        logger.warning("attestation policy of org %s is unreadable; treating it as absent", org_id)
+        return {}
+
+
+def save_baseline(settings: Settings, org_id: str, component: str, measurement: dict[str, Any],
+                  actor: dict[str, Any] | None) -> dict[str, Any]:
+    if component not in COMPONENTS:
+        raise InvalidInput(f"component must be one of {', '.join(COMPONENTS)}")
+    if not isinstance(measurement, dict) or not isinstance(measurement.get("files"), dict):
+        raise InvalidInput("measurement must be an object with a 'files' map")
+    policy = load_policy(settings, org_id)
+    baseline = {"files": measurement["files"], "digest": measurement.get("digest"), "captured_at": utc_now_iso(),
+                "python": measurement.get("python")}
+    policy[component] = baseline
+    store = audit.store_for(settings)
+    store.client.put_item(TableName=store.table, Item={**_policy_key(org_id), "policy": {"S": json.dumps(policy)}})
+    audit.store_for(settings).append(org_id, "attestation.baseline_set",
+                                     {"component": component, "digest": baseline["digest"],
+                                      "files": len(baseline["files"])}, actor=actor)
+    return baseline
+
+
+def relay_drift(settings: Settings, org_id: str, attestation: dict[str, Any] | None) -> dict[str, Any] | None:
+    """For the relay's hello: the comparison with the org's relay baseline, None without one.
+    The caller flags the relay when ``status`` is TAMPERED (and refuses it when the org's
+    ``refuse_drifted_relays`` is set)."""
+    baseline = load_policy(settings, org_id).get("relay")
+    return compare(baseline, attestation) if baseline else None
+
+
+# --- REST -------------------------------------------------------------------------------
+
+router = APIRouter(prefix="/api/v1/attestation", tags=["attestation"])
+
+
+def _deps():
+    from flowlink.auth import SCOPE_ADMIN, AuthContext
+    from flowlink.gateway.deps import get_runtime, require_key
+
+    return SCOPE_ADMIN, AuthContext, get_runtime, require_key
+
+
+_SCOPE_ADMIN, _AuthContext, _get_runtime, _require_key = _deps()
+AnyKey = Annotated[_AuthContext, Depends(_require_key())]
+AdminKey = Annotated[_AuthContext, Depends(_require_key(_SCOPE_ADMIN))]
+
+
+class PolicyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    component: Literal["gateway", "relay"]
+    relay_id: str | None = Field(None, description="capture from this relay's last reported measurement")
+    measurement: dict[str, Any] | None = Field(None, description="capture this measurement instead")
+
+
+class VerifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    component: Literal["gateway", "relay"]
+    relay_id: str | None = None
+    measurement: dict[str, Any] | None = None
+
+
+def _relay_measurement(runtime: Any, org_id: str, relay_id: str | None) -> dict[str, Any] | None:
+    if not relay_id:
+        raise InvalidInput("relay_id is required for component 'relay' without a measurement")
+    record = runtime.store.get_agent(org_id, relay_id)
+    if record is None:
+        raise NotFound(f"no relay {relay_id} in this org")
+    return record.attestation
+
+
+def _measurement_for(runtime: Any, org_id: str, body: PolicyRequest | VerifyRequest) -> dict[str, Any] | None:
+    if body.measurement is not None:
+        return body.measurement
+    if body.component == "gateway":
+        return gateway_measurement()
+    return _relay_measurement(runtime, org_id, body.relay_id)
+
+
+def _summary(baseline: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not baseline:
+        return None
+    return {"digest": baseline.get("digest"), "captured_at": baseline.get("captured_at"),
+            "files": baseline.get("files", {})}
+
+
+@router.get("/report")
+async def report(request: Request, auth: AnyKey) -> dict[str, Any]:
+    runtime = _get_runtime(request)
+
+    def build() -> dict[str, Any]:
+        policy = load_policy(runtime.settings, auth.org_id)
+        gateway = gateway_measurement()
+        relays = []
+        for record in runtime.store.list_agents(auth.org_id):
+            reported = record.attestation if isinstance(record.attestation, dict) else None
+            status = compare(policy["relay"], reported)["status"] if policy.get("relay") else None
+            relays.append({"relay_id": record.relay_id, "name": record.name,
+                           "digest": (reported or {}).get("digest"),
+                           "measured_at": (reported or {}).get("measured_at"), "status": status})
+        return {
+            "gateway": {"digest": gateway["digest"], "measured_at": gateway["measured_at"],
+                        "files": len(gateway["files"]),
+                        "status": compare(policy["gateway"], gateway)["status"] if policy.get("gateway") else None},
+            "relays": relays,
+        }
+
+    return await anyio.to_thread.run_sync(build)
+
+
+@router.get("/policy")
+async def get_policy(request: Request, auth: AnyKey) -> dict[str, Any]:
+    runtime = _get_runtime(request)
+    policy = await anyio.to_thread.run_sync(lambda: load_policy(runtime.settings, auth.org_id))
+    return {component: _summary(policy.get(component)) for component in COMPONENTS}
+
+
+@router.post("/policy", status_code=201)
+async def set_policy(body: PolicyRequest, request: Request, auth: AdminKey) -> dict[str, Any]:
+    runtime = _get_runtime(request)
+
+    def capture() -> dict[str, Any]:
+        measurement = _measurement_for(runtime, auth.org_id, body)
+        if measurement is None:
+            raise Conflict("that relay has not reported a measurement yet")
+        baseline = save_baseline(runtime.settings, auth.org_id, body.component, measurement, auth.actor())
+        return {"component": body.component, "digest": baseline["digest"], "files": len(baseline["files"]),
+                "captured_at": baseline["captured_at"]}
+
+    return await anyio.to_thread.run_sync(capture)
+
+
+@router.post("/verify")
+async def verify(body: VerifyRequest, request: Request, auth: AnyKey) -> dict[str, Any]:
+    runtime = _get_runtime(request)
+
+    def check() -> dict[str, Any]:
+        baseline = load_policy(runtime.settings, auth.org_id).get(body.component)
+        return {"component": body.component, **compare(baseline, _measurement_for(runtime, auth.org_id, body))}
+
+    return await anyio.to_thread.run_sync(check)
