@@ -337,6 +337,17 @@ _COMPILED: dict[str, tuple[tuple[str, SensitivePath, re.Pattern[str]], ...]] = {
     )
     for operation in PATH_OPERATIONS
 }
+# The same table for hosts whose filesystems ignore case: lower-cased needles, folded globs.
+_COMPILED_FOLDED: dict[str, tuple[tuple[str, SensitivePath, re.Pattern[str]], ...]] = {
+    operation: tuple(
+        (needle.lower(), entry, re.compile(glob.pattern, re.DOTALL | re.IGNORECASE))
+        for needle, entry, glob in entries
+    )
+    for operation, entries in _COMPILED.items()
+}
+_CASE_INSENSITIVE_OS = frozenset({"darwin", "macos", "mac", "osx", "windows", "win32"})
+# macOS keeps /etc, /var and /tmp under /private; both spellings reach the same file.
+_MACOS_PRIVATE = re.compile(r"^/private(?=/(etc|var|tmp)(/|$))")
 _HOME_VARIABLE = re.compile(r"^(\$HOME|\$\{HOME\})(?=/|$)")
 _TILDE_USER = re.compile(r"^~([A-Za-z_][A-Za-z0-9_.-]*)(?=/|$)")
 
@@ -406,12 +417,18 @@ def check_path(operation: str, path: str, context: Context | None = None) -> Ver
         )
 
     normal, notes = normalise_path(path, context)
+    case_insensitive = (context.host.os or "").lower() in _CASE_INSENSITIVE_OS
+    if case_insensitive:
+        normal = _MACOS_PRIVATE.sub("", normal)
+        folded = normal.lower()
+        table = _COMPILED_FOLDED[operation]
+        matched = [entry for needle, entry, glob in table if needle in folded and glob.match(normal)]
+    else:
+        table = _COMPILED[operation]
+        matched = [entry for needle, entry, glob in table if needle in normal and glob.match(normal)]
     hits: list[RuleHit] = []
     contributions: list[Contribution] = []
     table_decision = Decision.AUTO
-    matched = [
-        entry for needle, entry, glob in _COMPILED[operation] if needle in normal and glob.match(normal)
-    ]
     for entry in dict.fromkeys(matched):  # one hit per entry, in table order
         hits.append(
             RuleHit(
@@ -434,7 +451,9 @@ def check_path(operation: str, path: str, context: Context | None = None) -> Ver
         score = _SCORE[_decision_of(strongest)]
         contributions.append(Contribution(f"path:{strongest.id}", score, strongest.explanation))
 
-    outcome = policy.evaluate_path(operation, normal, agent=context.agent, cwd=context.cwd)
+    outcome = policy.evaluate_path(
+        operation, normal, agent=context.agent, cwd=context.cwd, case_insensitive=case_insensitive
+    )
     decision = Decision.strictest(table_decision, policy.decision_for_score(score))
     if outcome.decision is not None and outcome.decision is not Decision.AUTO:
         decision = Decision.strictest(decision, outcome.decision)

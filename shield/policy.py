@@ -421,10 +421,14 @@ class _Rule:
     _loose_words: tuple[_WordMatcher, ...] = field(default=(), init=False, repr=False)
     _loose_flags: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     _needle: str = field(default="", init=False, repr=False)
+    _path_glob_folded: re.Pattern[str] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.path_glob is not None:
             object.__setattr__(self, "_needle", literal_needle(self.text[self.text.index("(") + 1 : -1]))
+            # For hosts whose filesystems ignore case (macOS, Windows): /ETC/Shadow is /etc/shadow.
+            folded = re.compile(self.path_glob.pattern, re.DOTALL | re.IGNORECASE)
+            object.__setattr__(self, "_path_glob_folded", folded)
         if not self.tokens:
             return
         head = self.tokens[0]
@@ -532,9 +536,14 @@ class _Rule:
         assert self.regex is not None
         return self.regex.search(text[:REGEX_SCAN_LIMIT]) is not None
 
-    def matches_path(self, path: str) -> bool:
+    def matches_path(self, path: str, *, case_insensitive: bool = False) -> bool:
         # The literal needle is a cheap `in` test that rejects almost every path before
         # the regex runs (a policy has dozens of path rules; most paths match none).
+        if case_insensitive:
+            if self._needle and self._needle.lower() not in path.lower():
+                return False
+            assert self._path_glob_folded is not None
+            return self._path_glob_folded.match(path) is not None
         if self._needle and self._needle not in path:
             return False
         assert self.path_glob is not None
@@ -1070,26 +1079,36 @@ class Policy:
 
     # -- paths ------------------------------------------------------------------------
 
-    def _path_candidates(self, operation: str, path: str) -> list[_Rule]:
+    def _path_candidates(self, operation: str, path: str, case_insensitive: bool = False) -> list[_Rule]:
         # A policy has dozens of path rules and most paths match none: one `in` test per
         # rule on its literal needle, inlined here, is far cheaper than a call per rule.
+        if case_insensitive:
+            folded = path.lower()
+            return [rule for needle, rule in self._path_needles[operation] if needle.lower() in folded]
         return [rule for needle, rule in self._path_needles[operation] if needle in path]
 
     def evaluate_path(
-        self, operation: str, path: str, *, agent: str | None, cwd: str | None = None
+        self,
+        operation: str,
+        path: str,
+        *,
+        agent: str | None,
+        cwd: str | None = None,
+        case_insensitive: bool = False,
     ) -> PolicyOutcome:
         """What the path rules (``Read``/``List``/``Write``) say about one file operation.
 
         ``path`` should already be absolute and normalised (``shield.paths`` does that);
-        it is normalised lexically again here. Raises ValueError for an unknown operation.
+        it is normalised lexically again here. ``case_insensitive`` is for hosts whose
+        filesystem ignores case (macOS, Windows). Raises ValueError for an unknown operation.
         """
         if operation not in PATH_OPERATIONS:
             raise ValueError(f"unknown path operation {operation!r} (expected one of {PATH_OPERATIONS})")
         normal = _normalise_path(path)
         restrictive: list[_Rule] = []
         allowed: list[_Rule] = []
-        for rule in self._path_candidates(operation, normal):
-            if rule.in_scope(agent, cwd) and rule.matches_path(normal):
+        for rule in self._path_candidates(operation, normal, case_insensitive):
+            if rule.in_scope(agent, cwd) and rule.matches_path(normal, case_insensitive=case_insensitive):
                 (allowed if rule.action is Decision.AUTO else restrictive).append(rule)
         if restrictive:
             restrictive.sort(key=lambda r: -r.action.rank)

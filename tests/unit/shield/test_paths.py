@@ -179,3 +179,31 @@ def test_paths_verdict_is_reproducible_and_serialisable():
     second = check_path("read", "~/.aws/credentials", DEV).to_dict()
     assert first == second
     assert first["decision"] == "deny" and first["normalized"] == "read /home/dev/.aws/credentials"
+
+
+MAC = Context(cwd="/Users/ann/src", host=HostFacts(os="darwin", home="/Users/ann", user="ann"))
+
+
+@pytest.mark.parametrize(
+    ("operation", "path", "expected"),
+    [
+        ("read", "~/.SSH/ID_RSA", Decision.DENY),  # APFS ignores case: same file as ~/.ssh/id_rsa
+        ("read", "~/.aws/Credentials", Decision.DENY),
+        ("write", "/private/etc/sudoers", Decision.DENY),  # /private/etc is /etc on macOS
+        ("read", "/private/etc/shadow", Decision.DENY),
+        ("read", "~/Library/Keychains/login.keychain-db", Decision.DENY),
+        ("read", "App.py", Decision.AUTO),
+    ],
+)
+def test_paths_case_insensitive_hosts_fold_case_and_private_prefixes(operation, path, expected):
+    assert check_path(operation, path, MAC).decision is expected
+
+
+def test_paths_case_is_significant_on_linux():
+    assert check_path("read", "~/.SSH/ID_RSA", DEV).decision is Decision.AUTO
+
+
+def test_paths_org_policy_rules_fold_case_on_case_insensitive_hosts():
+    policy = load_policy("extends: none\ndeny: ['Read(/Volumes/Secrets/**)']")
+    mac = Context(policy=policy, host=HostFacts(os="darwin", home="/Users/ann"))
+    assert check_path("read", "/volumes/SECRETS/a.txt", mac).decision is Decision.DENY
