@@ -1380,7 +1380,7 @@ class Analyzer:
             if target.startswith(("/dev/tcp/", "/dev/udp/")):
                 stream = Stream(None, True)  # `sh < /dev/tcp/host/port` runs what the network sends
             else:
-                stream = self.procsubs.get(target) or Stream(None, False, (), "file")
+                stream = self.procsubs.get(target) or self._written(target) or Stream(None, False, (), "file")
         return Redirect(op or ">", target, descriptor), extra, stream
 
     def _heredoc(self, node, ctx: _Ctx):
@@ -2069,7 +2069,7 @@ class Analyzer:
             inner_stdin = stdin
             for inner in unwrapped.inner:
                 if label == "xargs":
-                    inner = self._xargs_argv(inner, unwrapped.xargs_replace, stdin, command)
+                    inner = self._xargs_argv(inner, unwrapped, stdin, command)
                     inner_stdin = None
                 inner_redirects = redirects
                 if label == "xargs":
@@ -2103,7 +2103,8 @@ class Analyzer:
             self._run_stdin(command, inner_ctx, stdin, inner_ctx.wrappers, origin=unwrapped.origin)
         return None
 
-    def _xargs_argv(self, inner: list[str], replace: str | None, stdin: Stream | None, command) -> list[str]:
+    def _xargs_argv(self, inner: list[str], unwrapped, stdin: Stream | None, command) -> list[str]:
+        """The argv xargs builds from its (statically known) stdin."""
         if stdin is None:
             return inner
         text = stdin.text()
@@ -2111,7 +2112,15 @@ class Analyzer:
             command.dynamic = True
             self._flag("unresolved")
             return inner
-        items = text.split()[:64]
+        replace = unwrapped.xargs_replace
+        own = unwrapped.own
+        if "-0" in own or "--null" in own:
+            items = [item for item in text.split("\0") if item]
+        elif replace:
+            items = [line for line in text.split("\n") if line.strip()]  # -I takes whole lines
+        else:
+            items = text.split()
+        items = items[:64]
         if replace:
             return [part.replace(replace, items[0] if items else "") for part in inner]
         return inner + items

@@ -154,6 +154,7 @@ _PY_CALLS = (
     r"(?:run|call|Popen|check_output|check_call|getoutput|getstatusoutput)|commands\s*\.\s*getoutput"
     r"|pty\s*\.\s*spawn|(?<![\w.])system|__import__\s*\(\s*['\"]os['\"]\s*\)\s*\.\s*(?:system|popen))"
 )
+_SUBPROCESS_FUNCTIONS = "run|call|Popen|check_output|check_call|getoutput|getstatusoutput"
 _PERL_CALLS = r"(?<![\w$])(?:system|exec)"
 _RUBY_CALLS = r"(?:(?<![\w.])(?:system|exec|spawn)|IO\s*\.\s*popen|Open3\s*\.\s*\w+|Kernel\s*\.\s*\w+)"
 _NODE_CALLS = r"(?:\bexec|\bexecSync|\bspawn|\bspawnSync|\bexecFile|\bexecFileSync)"
@@ -180,6 +181,21 @@ def _python(args, stdin_text, depth=0):
     if code is None:
         return []
     payloads = _payloads_from_calls(code, _PY_CALLS, "python")
+    # `import subprocess as sp; sp.call(...)`, `from os import system as x`: calls through an alias.
+    for module, functions in (("subprocess", _SUBPROCESS_FUNCTIONS), ("os", "system|popen")):
+        for match in re.finditer(rf"import\s+{module}\s+as\s+(\w+)", code):
+            payloads.extend(
+                _payloads_from_calls(code, rf"(?<![\w.]){match.group(1)}\s*\.\s*(?:{functions})", "python")
+            )
+        for match in re.finditer(rf"from\s+{module}\s+import\s+([\w\s,]+)", code):
+            names = [n.split(" as ")[-1].strip() for n in match.group(1).split(",")]
+            names = [n for n in names if n]
+            if names:
+                payloads.extend(
+                    _payloads_from_calls(
+                        code, r"(?<![\w.])(?:{})".format("|".join(map(re.escape, names))), "python"
+                    )
+                )
     if depth < 3:
         # exec(base64.b64decode('...')) / exec('...'): Python code that runs more Python.
         for args_text in _call_args(code, r"(?<![\w.])(?:exec|eval)"):
@@ -269,6 +285,20 @@ def _awk(args, stdin_text):
     if start >= len(args) or _option_value(args[:start], "f", ("file",)) is not None:
         return []
     program = args[start]
+    # cmd="rm -rf /"; system(cmd): substitute simple string variables first.
+    variables = {
+        m.group(1): m.group(2) for m in re.finditer(r'(?<![\w$])(\w+)\s*=\s*"((?:[^"\\]|\\.)*)"', program)
+    }
+    if variables:
+        program = re.sub(
+            r"(system\s*\(\s*)(\w+)(\s*\))",
+            lambda m: (
+                m.group(1)
+                + (f'"{variables[m.group(2)]}"' if m.group(2) in variables else m.group(2))
+                + m.group(3)
+            ),
+            program,
+        )
     payloads = _payloads_from_calls(program, _AWK_CALLS, "awk")
     for match in re.finditer(r'"((?:[^"\\]|\\.)*)"\s*\|\s*getline|\|\s*"((?:[^"\\]|\\.)*)"', program):
         payloads.append(Payload("shell", text=match.group(1) or match.group(2) or "", label="awk"))

@@ -246,6 +246,20 @@ def _xargs(args: list[str]) -> Unwrap | None:
 
 
 _FIND_EXEC = {"-exec", "-execdir", "-ok", "-okdir"}
+# find options that do not narrow which files match.
+_FIND_NON_FILTERS = {
+    "-maxdepth",
+    "-mindepth",
+    "-xdev",
+    "-mount",
+    "-depth",
+    "-follow",
+    "-L",
+    "-H",
+    "-P",
+    "-noleaf",
+    "-ignore_readdir_race",
+}
 
 
 def _find(args: list[str]) -> Unwrap | None:
@@ -266,6 +280,17 @@ def _find(args: list[str]) -> Unwrap | None:
         i += 1
     if not inners:
         return None
+    starts = []
+    for arg in args:
+        if arg.startswith(("-", "(", "!")) or arg in (")", ","):
+            break
+        starts.append(arg)
+    before_exec = args[len(starts) : first_exec]
+    if len(starts) == 1 and not any(
+        a.startswith("-") and a not in _FIND_NON_FILTERS for a in before_exec if a
+    ):
+        # No test narrows the match: {} stands for the start path and everything under it.
+        inners = [[starts[0] if part == "{}" else part for part in inner] for inner in inners]
     return Unwrap(ARGV, list(args), inners, origin="find -exec", render_inner=False)
 
 
