@@ -62,7 +62,7 @@ REDIRECT_KEYS = frozenset({"op_any", "classes_any", "target_re"})
 LINE_KEYS = frozenset({"tags_all", "tags_any", "tags_none", "assignment"})
 PACK_KEYS = frozenset({"pack", "description", "defaults", "profiles", "rules"})
 DEFAULT_KEYS = frozenset({"category", "attack", "severity", "decision"})
-PROFILE_KEYS = frozenset({"value_flags", "leading_targets"})
+PROFILE_KEYS = frozenset({"value_flags", "leading_targets", "script_first"})
 _REGEX_KEYS = frozenset({"positional_re", "positional_none_re", "args_re", "args_none_re", "stdin_text_re",
                          "code_re", "name_re", "path_re", "stdin_from_re"})  # fmt: skip
 
@@ -108,6 +108,7 @@ class RuleSet:
     line_rules: list[Rule] = field(default_factory=list)
     profiles: dict[str, CommandProfile] = field(default_factory=dict)
     leading_targets: frozenset[str] = frozenset()
+    script_first: frozenset[str] = frozenset()  # commands whose first positional is a program (sed, awk)
     packs: list[str] = field(default_factory=list)
     fingerprint: str = "custom"  # sha256 prefix of the pack files, stamped on verdicts
     # Filled lazily by the matcher: compiled predicates and per-name candidate lists.
@@ -274,6 +275,7 @@ def compile_pack(data: Any, source: str) -> tuple[str, list[Rule], dict[str, Com
 
     profiles: dict[str, CommandProfile] = {}
     leading: set[str] = set()
+    script_first: set[str] = set()
     for name, spec in (data.get("profiles") or {}).items():
         if not isinstance(spec, dict) or set(spec) - PROFILE_KEYS:
             raise v.fail(None, f"profile {name!r} accepts only {sorted(PROFILE_KEYS)}")
@@ -281,6 +283,8 @@ def compile_pack(data: Any, source: str) -> tuple[str, list[Rule], dict[str, Com
             profiles[command] = CommandProfile(frozenset(str(f) for f in _as_list(spec.get("value_flags"))))
             if spec.get("leading_targets"):
                 leading.add(command)
+            if spec.get("script_first"):
+                script_first.add(command)
 
     rules: list[Rule] = []
     seen: set[str] = set()
@@ -353,7 +357,7 @@ def compile_pack(data: Any, source: str) -> tuple[str, list[Rule], dict[str, Com
                 prefixes=prefixes,
             )
         )
-    return pack, rules, profiles, leading
+    return pack, rules, profiles, leading | {f"script:{name}" for name in script_first}
 
 
 def build_ruleset(documents: list[tuple[str, Any]]) -> RuleSet:
@@ -385,7 +389,8 @@ def build_ruleset(documents: list[tuple[str, Any]]) -> RuleSet:
                     ruleset.by_name.setdefault(name, []).append(rule)
             for prefix in rule.prefixes:
                 ruleset.by_prefix.append((prefix, rule))
-    ruleset.leading_targets = frozenset(leading)
+    ruleset.leading_targets = frozenset(n for n in leading if not n.startswith("script:"))
+    ruleset.script_first = frozenset(n[len("script:") :] for n in leading if n.startswith("script:"))
     return ruleset
 
 

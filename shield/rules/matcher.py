@@ -41,6 +41,7 @@ from shield.rules.loader import Rule, RuleSet
 
 _SCRIPT_FLAGS = frozenset({"-c", "-e", "-E", "-r", "--eval", "--execute", "--command", "-x", "--exec", "-q",
                            "--query", "-batch", "-ex", "--run"})  # fmt: skip
+_SCRIPT_GIVEN_FLAGS = frozenset({"-e", "-f", "--expression", "--file"})
 _AWK = frozenset({"awk", "gawk", "mawk", "nawk", "busybox-awk"})
 _SQL_POSITIONAL = frozenset({"redis-cli", "sqlite3", "valkey-cli", "keydb-cli"})
 _TEXT_PRODUCERS = frozenset({"echo", "printf", "cat", "print"})
@@ -89,6 +90,13 @@ class Facts:
                 words.append(arg)
         else:
             words = list(self.positionals_after(skip))
+            if (
+                self.command.name in self.ruleset.script_first
+                and not skip
+                and words
+                and not self.view.flags & _SCRIPT_GIVEN_FLAGS
+            ):
+                words = words[1:]  # `sed 's/a/b/' file`: the first word is the program, not a target
         for flag, values in self.view.values.items():
             if flag in _FILE_VALUE_FLAGS:
                 words.extend(values)
@@ -522,7 +530,8 @@ def match_parse(ruleset: RuleSet, parsed: ParseResult, env: PathEnv) -> MatchRes
             if rule.id in seen and not rule.tags and index in result.matched_commands:
                 continue
             if predicate(facts):
-                result.matched_commands.add(index)
+                if rule.report:  # tag-only rules do not make a program "known"
+                    result.matched_commands.add(index)
                 record(rule, _describe(command))
     for rule in ruleset.line_rules:
         assert rule.line is not None
