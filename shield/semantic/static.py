@@ -8,16 +8,20 @@ pooled), reduces the vectors with PCA, weights them by SIF and stores them as fl
 row, or -1.
 
 Embedding a sentence is then a lookup of each word's table rows (cached per word, since
-commands reuse few words) and one mean: tens of microseconds, no torch. Must never
-download anything or read the environment; reads only the files it is given.
+commands reuse few words) and one mean: tens of microseconds, no torch. The WordPiece
+tokenizer is re-implemented here (BERT uncased: normalise, split punctuation, greedy
+longest match) from the vocabulary in ``tokenizer.json``, so the fast path needs only
+numpy; a unit test checks it against the ``tokenizers`` library. Must never download
+anything or read the environment; reads only the files it is given.
 """
 
 from __future__ import annotations
 
+import json
+import unicodedata
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
 
 # Commands reuse a small vocabulary; the cache is cleared when full so memory stays bounded
 # whatever the input.
@@ -25,17 +29,131 @@ WORD_CACHE_SIZE = 50_000
 MAX_WORD_CHARS = 100  # WordPiece's own limit: a longer word is [UNK]
 
 
+class WordPiece:
+    """BERT-uncased WordPiece, as configured in all-MiniLM-L6-v2's ``tokenizer.json``.
+
+    ``ids(word)`` gives the token ids of one whitespace-free word; since BERT splits on
+    whitespace first, the ids of a text are the ids of its words in order.
+    """
+
+    def __init__(self, vocab: dict[str, int], unk_token: str = "[UNK]", prefix: str = "##") -> None:
+        self.vocab = vocab
+        self.unk_id = vocab[unk_token]
+        self.prefix = prefix
+
+    @classmethod
+    def from_tokenizer_json(cls, path: Path) -> WordPiece:
+        """Read the WordPiece vocabulary of a Hugging Face ``tokenizer.json``.
+
+        Raises:
+            OSError: the file cannot be read.
+            ValueError: it is not JSON or not a WordPiece tokenizer.
+        """
+        model = json.loads(path.read_text(encoding="utf-8")).get("model") or {}
+        if model.get("type") != "WordPiece" or not isinstance(model.get("vocab"), dict):
+            raise ValueError(f"{path.name}: not a WordPiece tokenizer")
+        return cls(model["vocab"], model.get("unk_token", "[UNK]"), model.get("continuing_subword_prefix", "##"))
+
+    def ids(self, word: str) -> list[int]:
+        ids: list[int] = []
+        for piece in _pre_tokenize(_normalize(word)):
+            ids.extend(self._word_piece(piece))
+        return ids
+
+    def _word_piece(self, word: str) -> list[int]:
+        if len(word) > MAX_WORD_CHARS:
+            return [self.unk_id]
+        ids = []
+        start = 0
+        while start < len(word):
+            end = len(word)
+            found = None
+            while start < end:
+                piece = word[start:end] if start == 0 else self.prefix + word[start:end]
+                found = self.vocab.get(piece)
+                if found is not None:
+                    break
+                end -= 1
+            if found is None:
+                return [self.unk_id]  # as BERT: one unknown piece makes the whole word [UNK]
+            ids.append(found)
+            start = end
+        return ids
+
+
+def _normalize(text: str) -> str:
+    """BertNormalizer: drop control characters, space out CJK, lowercase, strip accents."""
+    out = []
+    for char in text:
+        code = ord(char)
+        if code == 0 or code == 0xFFFD or _is_control(char):
+            continue
+        if _is_cjk(code):
+            out.append(f" {char} ")
+        elif char.isspace():
+            out.append(" ")
+        else:
+            out.append(char)
+    lowered = "".join(out).lower()
+    return "".join(c for c in unicodedata.normalize("NFD", lowered) if unicodedata.category(c) != "Mn")
+
+
+def _pre_tokenize(text: str) -> list[str]:
+    """BertPreTokenizer: split on whitespace, and every punctuation character alone."""
+    pieces: list[str] = []
+    current: list[str] = []
+    for char in text:
+        if char.isspace():
+            if current:
+                pieces.append("".join(current))
+                current = []
+        elif _is_punctuation(char):
+            if current:
+                pieces.append("".join(current))
+                current = []
+            pieces.append(char)
+        else:
+            current.append(char)
+    if current:
+        pieces.append("".join(current))
+    return pieces
+
+
+def _is_control(char: str) -> bool:
+    if char in "\t\n\r":
+        return False
+    return unicodedata.category(char).startswith("C")
+
+
+def _is_punctuation(char: str) -> bool:
+    code = ord(char)
+    if 33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126:
+        return True
+    return unicodedata.category(char).startswith("P")
+
+
+def _is_cjk(code: int) -> bool:
+    return (
+        0x4E00 <= code <= 0x9FFF
+        or 0x3400 <= code <= 0x4DBF
+        or 0x20000 <= code <= 0x2A6DF
+        or 0x2A700 <= code <= 0x2B73F
+        or 0x2B740 <= code <= 0x2B81F
+        or 0x2B820 <= code <= 0x2CEAF
+        or 0xF900 <= code <= 0xFAFF
+        or 0x2F800 <= code <= 0x2FA1F
+    )
+
+
 class StaticEmbedder:
     """Mean of static token vectors, L2-normalised, as model2vec's ``StaticModel.encode``."""
 
-    def __init__(self, vectors: np.ndarray, token_rows: np.ndarray, tokenizer: Tokenizer) -> None:
+    def __init__(self, vectors: np.ndarray, token_rows: np.ndarray, tokenizer: WordPiece) -> None:
         # Shipped as float16 (half the size); held as float32 because numpy's float16
         # arithmetic is emulated and several times slower on the hot path.
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.token_rows = np.asarray(token_rows, dtype=np.int64)
         self.tokenizer = tokenizer
-        self.tokenizer.no_padding()
-        self.tokenizer.no_truncation()
         self.dim = int(vectors.shape[1])
         self._word_rows: dict[str, tuple[int, ...]] = {}
 
@@ -44,21 +162,18 @@ class StaticEmbedder:
         """Build from a vector table, its id-to-row map and a ``tokenizer.json``.
 
         Raises:
-            Exception: whatever ``tokenizers`` raises for a missing or malformed file.
+            OSError, ValueError: the tokenizer file is missing or malformed.
         """
-        return cls(vectors, token_rows, Tokenizer.from_file(str(tokenizer_path)))
+        return cls(vectors, token_rows, WordPiece.from_tokenizer_json(tokenizer_path))
 
     def _rows_of_word(self, word: str) -> tuple[int, ...]:
         rows = self._word_rows.get(word)
         if rows is None:
             # BERT pre-tokenises on whitespace first, so a word's pieces do not depend on
             # its neighbours: caching per word gives the same ids as encoding the text.
-            if len(word) > MAX_WORD_CHARS:
-                rows = ()
-            else:
-                ids = self.tokenizer.encode(word, add_special_tokens=False).ids
-                limit = len(self.token_rows)
-                rows = tuple(int(r) for r in (self.token_rows[i] for i in ids if i < limit) if r >= 0)
+            limit = len(self.token_rows)
+            ids = self.tokenizer.ids(word)
+            rows = tuple(int(r) for r in (self.token_rows[i] for i in ids if i < limit) if r >= 0)
             if len(self._word_rows) >= WORD_CACHE_SIZE:
                 self._word_rows.clear()
             self._word_rows[word] = rows

