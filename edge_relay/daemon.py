@@ -43,6 +43,7 @@ from typing import Any
 
 import jwt
 from flowlink import relay_protocol as rp
+from flowlink.redaction import Redactor
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
@@ -61,6 +62,7 @@ from edge_relay.health import HealthServer
 from edge_relay.identity import RelayIdentity, RelayKeys, write_private_file
 from edge_relay.judge import CommandJudge, Judgement
 from edge_relay.ledger import CommandLedger
+from edge_relay.secrets_injection import SecretInjectionError, open_secrets, redact_output
 from edge_relay.settings import RelaySettings
 from shield.model import HostFacts
 
@@ -327,8 +329,11 @@ class RelayDaemon:
                 command_id,
                 f"timeout {timeout:g} s exceeds this relay's maximum {self.settings.max_timeout_seconds:g} s",
             )
-        if claims.get("secrets"):
-            return failed_result(command_id, "this relay version cannot inject secrets; command not run")
+        try:
+            secret_values = open_secrets(claims.get("secrets"), self.keys.box_key.private_key)
+        except SecretInjectionError as exc:
+            return failed_result(command_id, f"{exc}; command not run")
+        redactor = Redactor(secret_values)
         path = real_path = None
         if op in (rp.OP_READ, rp.OP_LIST):
             try:
@@ -360,6 +365,9 @@ class RelayDaemon:
                 env = build_environment(claims.get("env") if isinstance(claims.get("env"), dict) else {})
             except InvalidEnvironmentError as exc:
                 return refused_result(command_id, [str(exc)], judgement)
+            # Secrets reach the command's environment only (never its command line or the
+            # relay's own environment), after the caller's variables so they cannot be shadowed.
+            env.update(secret_values)
         # The point of no return: durably marked before anything runs.
         self.ledger.mark_started(command_id)
         if op == rp.OP_EXEC:
@@ -400,8 +408,8 @@ class RelayDaemon:
             command_id,
             outcome.status,
             exit_code=outcome.exit_code,
-            stdout=outcome.stdout,
-            stderr=stderr,
+            stdout=redact_output(outcome.stdout, redactor, truncated=outcome.truncated),
+            stderr=redact_output(stderr, redactor, truncated=outcome.truncated),
             duration_ms=outcome.duration_ms,
             truncated=outcome.truncated,
             relay_verdict=judgement.relay_verdict,
