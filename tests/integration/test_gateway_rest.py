@@ -161,3 +161,15 @@ def test_gateway_body_over_the_limit_gets_413(live_gateway):
             "/api/v1/keys", content=b"x" * (limit + 1), headers={"content-type": "application/json"}
         )
     assert response.status_code == 413 and response.json()["error"] == "payload_too_large"
+
+
+def test_gateway_enrollment_token_enrolls_exactly_one_relay_under_concurrency(live_gateway):
+    from concurrent.futures import ThreadPoolExecutor
+
+    org = live_gateway.stack.org("acme")
+    url = live_gateway.base_url + "/api/v1/relays/enroll"
+    body = {"token": org["enrollment_token"], "name": "race", "signing_public_key": "A" * 43 + "="}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = sorted(pool.map(lambda _: httpx.post(url, json=body, timeout=60).status_code, range(4)))
+    assert statuses == [201, 401, 401, 401]
+    assert len(live_gateway.stack.store.list_agents(org["org_id"])) == 1

@@ -330,25 +330,27 @@ def enroll_relay(store: Store, settings: Settings, request: dict[str, Any]) -> d
     gateway_key = gateway_public_key_pem(settings)
 
     relay_id = RELAY_ID_PREFIX + secrets.token_hex(12)
-    # Consume first: a token must never enroll two relays, even under concurrent requests.
-    enrollment = store.consume_enrollment(hash_secret(token), int(time.time()), relay_id)
-    if enrollment is None:
-        raise EnrollmentTokenInvalid("enrollment token invalid, used or expired")
-    name = requested_name or enrollment.name
     credential = RELAY_CREDENTIAL_PREFIX + secrets.token_urlsafe(32)
-    now = utc_now_iso()
-    store.put_agent(
-        relay_id=relay_id,
-        org_id=enrollment.org_id,
-        name=name,
-        hostname=hostname,
-        facts=facts,
-        credential_hash=hash_secret(credential),
-        signing_public_key=signing_public_key,
-        box_public_key=box_public_key,
-        status="offline",
-        enrolled_at=now,
-    )
+
+    def new_agent(enrollment: Any) -> dict[str, Any]:
+        return {
+            "relay_id": relay_id,
+            "org_id": enrollment.org_id,
+            "name": requested_name or enrollment.name,
+            "hostname": hostname,
+            "facts": facts,
+            "credential_hash": hash_secret(credential),
+            "signing_public_key": signing_public_key,
+            "box_public_key": box_public_key,
+            "status": "offline",
+            "enrolled_at": utc_now_iso(),
+        }
+
+    redeemed = store.redeem_enrollment(hash_secret(token), int(time.time()), new_agent)
+    if redeemed is None:
+        raise EnrollmentTokenInvalid("enrollment token invalid, used or expired")
+    enrollment, agent = redeemed
+    name = agent.name
     audit.append_event(
         enrollment.org_id,
         "relay.enrolled",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -107,25 +107,45 @@ class Store:
         record.save(condition=self.models.enrollments.token_hash.does_not_exist())
         return record
 
-    def consume_enrollment(self, token_hash: str, now_epoch: int, relay_id: str) -> Any | None:
-        """Mark a token used, atomically, and return it; None if unknown, used or expired."""
+    def redeem_enrollment(
+        self, token_hash: str, now_epoch: int, build_agent: Callable[[Any], dict[str, Any]]
+    ) -> tuple[Any, Any] | None:
+        """Use a one-time token and register the relay it enrolls.
+
+        ``build_agent(enrollment)`` returns the new agent's fields. The token is claimed with
+        one conditional write (only if unused and unexpired), so a token never enrolls two
+        relays; if creating the agent then fails, the claim is released again, so a failed
+        enrollment never burns a token. (Not one DynamoDB transaction on purpose: moto
+        evaluates transactions non-atomically under concurrent requests and restores whole
+        tables on failure, while single conditional writes are atomic there as in AWS.)
+        Returns (enrollment, agent) or None when the token is unknown, used or expired.
+        """
         model = self.models.enrollments
         try:
-            record = model.get(token_hash, consistent_read=True)
+            enrollment = model.get(token_hash, consistent_read=True)
         except DoesNotExist:
             return None
-        if record.used_at is not None or record.expires_at <= now_epoch:
+        if enrollment.used_at is not None or enrollment.expires_at <= now_epoch:
             return None
+        agent = self.models.agents(**build_agent(enrollment))
         try:
-            record.update(
-                actions=[model.used_at.set(utc_now_iso()), model.relay_id.set(relay_id)],
+            enrollment.update(
+                actions=[model.used_at.set(utc_now_iso()), model.relay_id.set(agent.relay_id)],
                 condition=model.used_at.does_not_exist() & (model.expires_at > now_epoch),
             )
         except UpdateError as exc:
             if _condition_failed(exc):
                 return None  # a concurrent enrollment won the token
             raise
-        return record
+        try:
+            agent.save(condition=self.models.agents.relay_id.does_not_exist())
+        except Exception:
+            enrollment.update(
+                actions=[model.used_at.remove(), model.relay_id.remove()],
+                condition=model.relay_id == agent.relay_id,
+            )
+            raise
+        return enrollment, agent
 
     # -- agents -----------------------------------------------------------------------
 
