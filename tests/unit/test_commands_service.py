@@ -319,3 +319,24 @@ def test_commands_combined_verdict_takes_the_stricter_decision():
     assert combined_verdict({"decision": "soft_ask"}, {"decision": "auto"})["decision"] == "soft_ask"
     assert combined_verdict({"decision": "auto"}, None)["decision"] == "auto"
     assert combined_verdict(None, None)["decision"] is None
+
+
+def test_commands_semantic_setting_uses_a_level_2_shield(audit_events, monkeypatch):
+    built: list[bool] = []
+
+    class FakeShield:
+        def __init__(self, semantic):
+            built.append(semantic)
+
+        def analyze(self, command, context):
+            return FakeVerdict("deny", 90, ["semantic: wipes data"])
+
+    monkeypatch.setattr(commands_module.shield, "Shield", FakeShield)
+    store = FakeStore()
+    store.add_agent("rly_1", "web-01")
+    svc = service(store, FakeChannel(store))
+    svc.settings = Settings(signing_key_pem=svc.settings.signing_key_pem, semantic=True)
+    for _ in range(2):
+        with pytest.raises(CommandDenied, match="semantic"):
+            svc.exec(AGENT_KEY, ExecRequest(agent="web-01", command="tidy up"))
+    assert built == [True]

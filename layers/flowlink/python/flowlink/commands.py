@@ -213,6 +213,17 @@ class CommandService:
         self._sleep = sleep
         self._monotonic = monotonic
         self._signals = signals
+        self._semantic_shield: Any = None
+        self._shield_lock = threading.Lock()
+
+    def _analyze(self, command: str, context: Any) -> Any:
+        """Gateway Shield: levels 1, 3 and 4; level 2 too when FLOWLINK_SEMANTIC=1 (model installed)."""
+        if not self.settings.semantic:
+            return shield.analyze(command, context)
+        with self._shield_lock:
+            if self._semantic_shield is None:
+                self._semantic_shield = shield.Shield(semantic=True)
+        return self._semantic_shield.analyze(command, context)
 
     # -- agents -----------------------------------------------------------------------
 
@@ -290,7 +301,7 @@ class CommandService:
         else:
             command_id = relay_protocol.new_command_id()
 
-        verdict = shield.analyze(
+        verdict = self._analyze(
             request.command,
             shield.Context(agent=agent.name, cwd=request.cwd, host=shield.HostFacts(hostname=agent.hostname)),
         ).to_dict()
