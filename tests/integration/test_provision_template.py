@@ -203,3 +203,52 @@ def test_provision_state_machine_with_unknown_placeholder_is_refused(moto_endpoi
     (tmp_path / "flow.asl.json").write_text(json.dumps(broken))
     with pytest.raises(ProvisionError, match="MissingArn"):
         provision(tmp_path / "template.yaml", stack_name=stack_name, region=REGION, endpoint_url=moto_endpoint)
+
+
+BRIDGED_TEMPLATE = """
+AWSTemplateFormatVersion: "2010-09-09"
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  RecordFunction:
+    Type: AWS::Serverless::Function
+    Properties: {CodeUri: functions/approval_record/, Handler: app.handler, Runtime: python3.11}
+  Flow:
+    Type: AWS::Serverless::StateMachine
+    Properties:
+      DefinitionUri: flow.asl.json
+      DefinitionSubstitutions:
+        RecordArn: !GetAtt RecordFunction.Arn
+"""
+
+BRIDGED_DEFINITION = {
+    "StartAt": "Call",
+    "States": {"Call": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                        "Parameters": {"FunctionName": "${RecordArn}", "Payload": {"probe": True}}, "End": True}},
+}
+
+
+def test_local_moto_runs_state_machine_lambda_tasks_in_process(tmp_path: Path):
+    """The local stack's moto (started by LocalStack, provisioned from a template) runs the
+    Lambda task of a state machine through our handler in-process, with no Docker: the
+    execution's error comes from functions/approval_record/app.py itself."""
+    import time
+
+    from flowlink.local.processes import free_port
+    from flowlink.local.stack import LocalStack, StackConfig
+
+    (tmp_path / "template.yaml").write_text(BRIDGED_TEMPLATE)
+    (tmp_path / "flow.asl.json").write_text(json.dumps(BRIDGED_DEFINITION))
+    stack = LocalStack(StackConfig(state_dir=tmp_path / "state", aws_port=free_port(),
+                                   template=tmp_path / "template.yaml", stack_name="bridged"))
+    with stack:
+        stack.start_aws()
+        report = stack.provision()
+        assert report.state_machine_functions == {"RecordFunction"}
+        sfn = _client("stepfunctions", stack.aws_endpoint)
+        execution = sfn.start_execution(stateMachineArn=report.state_machines["Flow"], name="probe", input="{}")
+        deadline = time.monotonic() + 60
+        while (described := sfn.describe_execution(executionArn=execution["executionArn"]))["status"] == "RUNNING":
+            assert time.monotonic() < deadline, "execution never finished"
+            time.sleep(0.2)
+    assert described["status"] == "FAILED"
+    assert "functions/approval_record/app.py" in described["cause"]

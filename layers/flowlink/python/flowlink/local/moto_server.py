@@ -5,9 +5,11 @@ Run as ``python -m flowlink.local.moto_server --port 4566``. It exists (instead 
 
 - ``MOTO_PORT`` is set before moto starts, because moto's Step Functions interpreter calls
   back to ``http://localhost:$MOTO_PORT`` (DESIGN §4);
+- with ``--lambda-bridge template.yaml`` the Lambda functions the template's state machines
+  call run in-process (``flowlink.local.lambda_bridge``; moto would need Docker otherwise);
 - the process can load *plugins* before serving (``--plugin module``): a plugin module is
   imported and its ``install()`` called, which is how in-process Lambda routing (moto's
-  ``LambdaFunction._invoke_lambda``, issue 4) is switched on without touching this file;
+  ``LambdaFunction._invoke_lambda``) can be switched on without touching this file;
 - SIGTERM/SIGINT stop it cleanly, so the orchestrator can stop its process group.
 
 It serves until signalled; it never provisions anything itself (see ``provision``).
@@ -31,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--plugin", action="append", default=[], help="module whose install() runs before serving")
+    parser.add_argument("--lambda-bridge", metavar="TEMPLATE", default=None,
+                        help="run the Lambda handlers this template's state machines call in-process")
+    parser.add_argument("--stack-name", default="flowlink-local", help="stack name the bridge resolves names with")
     parser.add_argument("--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
 
@@ -42,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     for module_name in args.plugin:
         importlib.import_module(module_name).install()
         logger.info("plugin %s installed", module_name)
+
+    if args.lambda_bridge:
+        _install_lambda_bridge(args.lambda_bridge, args.stack_name)
 
     from moto.server import ThreadedMotoServer
 
@@ -63,6 +71,20 @@ def main(argv: list[str] | None = None) -> int:
     stop.wait()
     server.stop()
     return 0
+
+
+def _install_lambda_bridge(template_path: str, stack_name: str) -> None:
+    """Route moto's invocations of the functions state machines call to our handlers."""
+    from flowlink.local import lambda_bridge
+    from flowlink.local.cfn_template import Stack, load_template
+    from flowlink.local.provision import functions_called_by_state_machines
+
+    stack = Stack(load_template(template_path), stack_name=stack_name)
+    wanted = {stack.physical_name(logical_id) for logical_id in functions_called_by_state_machines(stack)}
+    routes = {name: path for name, path in lambda_bridge.routes_from_stack(stack).items() if name in wanted}
+    if routes:
+        lambda_bridge.install(routes)
+        logger.info("lambda bridge: %s", ", ".join(f"{name} -> {path}" for name, path in sorted(routes.items())))
 
 
 if __name__ == "__main__":

@@ -71,6 +71,9 @@ class ProvisionReport:
     queues: dict[str, str] = field(default_factory=dict)
     state_machines: dict[str, str] = field(default_factory=dict)
     functions: dict[str, FunctionInfo] = field(default_factory=dict)
+    # Logical ids of the functions state machines call (their DefinitionSubstitutions name
+    # them): the ones an emulator must be able to invoke.
+    state_machine_functions: set[str] = field(default_factory=set)
     created: list[str] = field(default_factory=list)
     existing: list[str] = field(default_factory=list)
 
@@ -148,6 +151,7 @@ class Provisioner:
                     code_uri=props.get("CodeUri") if isinstance(props.get("CodeUri"), str) else None,
                     handler=props.get("Handler"),
                 )
+            report.state_machine_functions = functions_called_by_state_machines(self.stack)
             for logical_id in self.stack.resources_of_type(*STATE_MACHINE_TYPES):
                 report.state_machines[logical_id] = self._state_machine(logical_id, report)
         except TemplateError as exc:
@@ -435,6 +439,39 @@ def provision(
     report = Provisioner(stack, session, endpoint_url=endpoint_url).run()
     logger.info("provisioned %s: created %d, existing %d", stack_name, len(report.created), len(report.existing))
     return report
+
+
+def functions_called_by_state_machines(stack: Stack) -> set[str]:
+    """Logical ids of the functions any state machine's ``DefinitionSubstitutions`` reference
+    (``!GetAtt Fn.Arn``, ``!Ref Fn`` or ``${Fn.Arn}`` inside ``!Sub``)."""
+    functions = set(stack.resources_of_type(*FUNCTION_TYPES))
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key == "Fn::GetAtt":
+                    target = item.split(".", 1)[0] if isinstance(item, str) else item[0]
+                    if target in functions:
+                        found.add(target)
+                elif key == "Ref" and item in functions:
+                    found.add(item)
+                elif key == "Fn::Sub":
+                    text = item[0] if isinstance(item, list) else item
+                    for name in re.findall(r"\$\{([A-Za-z0-9]+)(?:\.Arn)?\}", str(text)):
+                        if name in functions:
+                            found.add(name)
+                    if isinstance(item, list):
+                        walk(item[1:])
+                else:
+                    walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    for resource in stack.resources_of_type(*STATE_MACHINE_TYPES).values():
+        walk((resource.get("Properties") or {}).get("DefinitionSubstitutions") or {})
+    return found
 
 
 def _account_id(session: boto3.session.Session, region: str, endpoint_url: str | None) -> str:

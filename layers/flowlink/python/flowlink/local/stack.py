@@ -39,12 +39,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from flowlink import settings as settings_module
+from flowlink.local.lambda_bridge import BridgeError, register_functions
 from flowlink.local.processes import ComponentFailedError, ManagedProcess, PortInUseError, ensure_port_free
 from flowlink.local.provision import (
     ProvisionError,
     ProvisionReport,
     enable_stepfunctions_execution,
+    find_template,
     provision,
 )
 from flowlink.relay_protocol import generate_signing_key, private_key_to_pem
@@ -216,7 +220,8 @@ class LocalStack:
             logger.info("using external AWS endpoint %s", self.aws_endpoint)
             return self.aws_endpoint
         argv = [sys.executable, "-m", "flowlink.local.moto_server", "--host", self.config.host,
-                "--port", str(self.config.aws_port)]
+                "--port", str(self.config.aws_port),
+                "--lambda-bridge", str(self.template_path()), "--stack-name", self.config.stack_name]
         for plugin in self.config.moto_plugins:
             argv += ["--plugin", plugin]
         self.aws = ManagedProcess("AWS emulator (moto)", argv, env=self._aws_child_env(),
@@ -237,20 +242,29 @@ class LocalStack:
                 time.sleep(0.1)
         return self.aws_endpoint
 
+    def template_path(self) -> Path:
+        return Path(self.config.template) if self.config.template else find_template()
+
     def provision(self) -> ProvisionReport:
-        """Create the template's tables, buckets, queues and state machines on the endpoint."""
+        """Create the template's tables, buckets, queues and state machines on the endpoint;
+        on our own moto, also register the functions state machines call (the bridge runs them)."""
         import boto3
 
         session = boto3.session.Session(**self._session_credentials(), region_name=self.config.region)
         try:
             self.provision_report = provision(
-                self.config.template,
+                self.template_path(),
                 stack_name=self.config.stack_name,
                 region=self.config.region,
                 session=session,
                 endpoint_url=self.aws_endpoint,
             )
-        except ProvisionError as exc:
+            called = self.provision_report.state_machine_functions
+            if self.aws is not None and called:
+                clients = {name: session.client(name, endpoint_url=self.aws_endpoint) for name in ("lambda", "iam")}
+                register_functions(clients["lambda"], clients["iam"],
+                                   {k: v for k, v in self.provision_report.functions.items() if k in called})
+        except (ProvisionError, BridgeError, ClientError, BotoCoreError) as exc:
             raise LocalStackError(f"provisioning {self.aws_endpoint} from template.yaml failed: {exc}") from exc
         return self.provision_report
 
