@@ -79,6 +79,8 @@ def run_up(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            return  # already stopping: a second Ctrl-C must not abandon children half-stopped
         stop.set()
         # A signal during start-up interrupts the blocking waits; up() then stops what it started.
         raise KeyboardInterrupt
