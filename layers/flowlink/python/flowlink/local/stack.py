@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -423,10 +424,19 @@ class LocalStack:
                                timeout=timeout)
 
     # ------------------------------------------------------------------ helpers
+    def _uses_fake_credentials(self) -> bool:
+        """Our own moto always; a loopback endpoint (LocalStack) when no credentials are set,
+        since emulators accept any but boto3 refuses to sign without some."""
+        if not self.config.aws_endpoint:
+            return True
+        host = urllib.parse.urlsplit(self.config.aws_endpoint).hostname or ""
+        loopback = host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost.localstack.cloud")
+        return loopback and not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE"))
+
     def _aws_child_env(self) -> dict[str, str]:
         env = dict(os.environ)
-        if not self.config.aws_endpoint:
-            # Our own moto: fake credentials, and no developer profile can leak in.
+        if self._uses_fake_credentials():
+            # No developer profile or real key may reach an emulator by accident.
             env.update(FAKE_CREDENTIALS)
             env.pop("AWS_PROFILE", None)
         env.setdefault("AWS_REGION", self.config.region)
@@ -434,7 +444,7 @@ class LocalStack:
         return env
 
     def _session_credentials(self) -> dict[str, str]:
-        if self.config.aws_endpoint:
+        if not self._uses_fake_credentials():
             return {}
         return {
             "aws_access_key_id": FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
