@@ -141,6 +141,10 @@ class LiveGateway:
     ws_url: str
     stack: GatewayStack
     app: Any
+    port: int = 0
+    _server: Any = None
+    _thread: threading.Thread | None = None
+    _socket: socket.socket | None = None
 
     @property
     def mcp_url(self) -> str:
@@ -149,32 +153,52 @@ class LiveGateway:
     def admin(self, org: dict[str, Any]) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {org['admin_key']}"})
 
+    def start(self) -> None:
+        """Serve a fresh app (as a restarted process would) on this gateway's port."""
+        from flowlink.gateway.local import create_local_app
+
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind(("127.0.0.1", self.port))
+        self.port = self._socket.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
+        self.stack.configure(FLOWLINK_WS_URL=self.ws_url, FLOWLINK_WS_MANAGEMENT_URL=self.base_url)
+        self.app = create_local_app(self.stack.settings)
+        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="on"))
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("gateway did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        if self._socket is not None:
+            self._socket.close()
+        self._server = self._thread = self._socket = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
 
 @pytest.fixture
 def live_gateway(gateway_stack: GatewayStack) -> Iterator[LiveGateway]:
-    from flowlink.gateway.local import create_local_app
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    base_url = f"http://127.0.0.1:{port}"
-    gateway_stack.configure(FLOWLINK_WS_URL=f"ws://127.0.0.1:{port}/ws", FLOWLINK_WS_MANAGEMENT_URL=base_url)
-    app = create_local_app(gateway_stack.settings)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("gateway did not start")
-        time.sleep(0.02)
+    """The local gateway app served by uvicorn in a thread on a free port (restartable)."""
+    gateway = LiveGateway(base_url="", ws_url="", stack=gateway_stack, app=None)
+    gateway.start()
     try:
-        yield LiveGateway(base_url=base_url, ws_url=f"ws://127.0.0.1:{port}/ws", stack=gateway_stack, app=app)
+        yield gateway
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+        gateway.stop()
 
 
 def _b64_public(key: Any) -> str:

@@ -116,3 +116,30 @@ def test_real_relay_runs_exec_and_refuses_what_shield_denies(live_gateway, real_
     assert sysinfo.is_error is False and sysinfo.structured_content["live"] is True, sysinfo.content
     assert sysinfo.structured_content["facts"]
     assert listing.is_error is False and "hostname" in listing.structured_content["stdout"], listing.content
+
+
+def test_real_relay_reconnects_after_a_gateway_restart_and_runs_once(live_gateway, real_relay):
+    org = real_relay
+    store = live_gateway.stack.store
+    (agent,) = store.find_agents_by_name(org["org_id"], "real-01")
+    old_connection = agent.connection_id
+    live_gateway.restart()
+
+    def reconnected():
+        (current,) = store.find_agents_by_name(org["org_id"], "real-01")
+        return current.status == "online" and current.connection_id != old_connection
+
+    wait_for(reconnected, timeout=120)
+    (result, history) = anyio.run(
+        _calls,
+        live_gateway.mcp_url,
+        org["api_key"],
+        [
+            ("exec", {"agent": "real-01", "command": "echo after-restart", "idempotency_key": "restart-1"}),
+            ("history", {"agent": "real-01"}),
+        ],
+    )
+    assert result.is_error is False, result.content
+    assert result.structured_content["stdout"] == "after-restart\n"
+    runs = [c for c in history.structured_content["commands"] if c["command"] == "echo after-restart"]
+    assert len(runs) == 1 and runs[0]["status"] == "completed"
