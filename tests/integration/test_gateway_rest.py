@@ -173,3 +173,18 @@ def test_gateway_enrollment_token_enrolls_exactly_one_relay_under_concurrency(li
         statuses = sorted(pool.map(lambda _: httpx.post(url, json=body, timeout=60).status_code, range(4)))
     assert statuses == [201, 401, 401, 401]
     assert len(live_gateway.stack.store.list_agents(org["org_id"])) == 1
+
+
+def test_gateway_expired_enrollment_token_is_refused(live_gateway):
+    from flowlink.auth import AuthContext
+    from flowlink.relays import create_enrollment_token
+
+    org = live_gateway.stack.org("acme")
+    admin = AuthContext(org_id=org["org_id"], key_id="key_test", scope="admin", name="test")
+    expired = create_enrollment_token(live_gateway.stack.store, admin, "late-01", ttl_seconds=-1)
+    response = httpx.post(
+        live_gateway.base_url + "/api/v1/relays/enroll",
+        json={"token": expired["token"], "signing_public_key": "A" * 43 + "="},
+    )
+    assert response.status_code == 401 and response.json()["error"] == "enrollment_token_invalid"
+    assert live_gateway.stack.store.list_agents(org["org_id"]) == []
