@@ -764,7 +764,11 @@ def sql_kinds(text: str) -> frozenset[str]:
             kinds.add("delete_scoped")
         if re.search(r"^\s*(INSERT|UPSERT|MERGE|COPY)\b|\.INSERT(ONE|MANY)?\(", up):
             kinds.add("insert")
-        if re.search(r"^\s*(CREATE|ALTER|RENAME|COMMENT|REINDEX|VACUUM|CLUSTER)\b", up):
+        if re.search(r"^\s*(CREATE|ALTER|RENAME|COMMENT|REINDEX|VACUUM|CLUSTER)\b", up) or re.search(
+            r"\.(CREATECOLLECTION|CREATEINDEX|DROPINDEX|DROPINDEXES|RENAMECOLLECTION|CREATEVIEW|RUNCOMMAND|"
+            r"ADMINCOMMAND|CREATEUSER|UPDATEUSER|GRANTROLESTOUSER|SETPROFILINGLEVEL)\(",
+            up,
+        ):
             kinds.add("ddl")
         if re.search(r"\b(GRANT|REVOKE)\b", up):
             kinds.add("grant")
