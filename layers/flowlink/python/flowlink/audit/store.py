@@ -58,7 +58,7 @@ HEAD_SEQ = 0
 WITNESS_INTERVAL = 1000
 MAX_APPEND_ATTEMPTS = 1000
 BACKOFF_BASE_SECONDS = 0.004
-BACKOFF_CAP_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 2.0
 QUERY_PAGE_SIZE = 1000
 _RETRYABLE = frozenset(
     {"ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded", "InternalServerError"}
@@ -175,6 +175,7 @@ class AuditStore:
         self._clock = clock
         self._on_append = on_append
         self._backoff = BACKOFF_BASE_SECONDS
+        self._latency = 0.0
         self._last_head: dict[str, Head] = {}
 
     @property
@@ -255,15 +256,17 @@ class AuditStore:
             ts = self._clock()
             item, event, frontier = make_item(org_id, head, kind, fields, actor, ts, indexes)
             digest = item["chain_hash"]["S"]
+            started = time.monotonic()
             try:
                 self.client.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(seq)")
             except ClientError as exc:
+                self._observe_latency(time.monotonic() - started)
                 code = exc.response.get("Error", {}).get("Code")
                 if code != "ConditionalCheckFailedException" and code not in _RETRYABLE:
                     raise
                 # Contention window shared by this store's appends (grows on loss, shrinks on
                 # success): losers spread out instead of all racing for the next seq again.
-                self._backoff = min(BACKOFF_CAP_SECONDS, self._backoff * 2)
+                self._backoff = min(BACKOFF_CAP_SECONDS, max(self._backoff, self._backoff_floor()) * 2)
                 self._sleep(random.uniform(0, self._backoff))
                 if code == "ConditionalCheckFailedException":
                     # Another writer took this seq. After the pause the head hint is usually
@@ -279,7 +282,8 @@ class AuditStore:
                             ) from exc
                         head = self._head_from(org_id, seq, winner, "chain_hash")
                 continue
-            self._backoff = max(BACKOFF_BASE_SECONDS, self._backoff / 2)
+            self._observe_latency(time.monotonic() - started)
+            self._backoff = max(self._backoff_floor(), self._backoff / 2)
             self._advance_head(org_id, seq, digest, frontier, ts)
             self._last_head[org_id] = Head(seq, digest, frontier, ts)
             record = {
@@ -299,6 +303,14 @@ class AuditStore:
                     logger.exception("audit post-append hook failed for org %s seq %s", org_id, seq)
             return record
         raise AuditWriteError(f"audit append for org {org_id} lost {MAX_APPEND_ATTEMPTS} races in a row; retry later")
+
+    def _observe_latency(self, seconds: float) -> None:
+        self._latency = 0.8 * self._latency + 0.2 * seconds
+
+    def _backoff_floor(self) -> float:
+        # A loser should wait about as long as a few winners need to commit: scale the
+        # smallest window with the observed write latency (ms on DynamoDB, more on emulators).
+        return max(BACKOFF_BASE_SECONDS, 2 * self._latency)
 
     def _advance_head(self, org_id: str, seq: int, digest: str, frontier: list[bytes], ts: str) -> None:
         """Move the head hint to ``seq`` unless another writer already moved it further."""
