@@ -12,6 +12,7 @@ Never stores env values beyond the acknowledgement, never writes command output 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -36,6 +37,7 @@ from flowlink.errors import (
 from flowlink.relays import CommandSignals, ConnectionGone, RelayChannel, sign_command_envelope
 from flowlink.settings import Settings
 from flowlink.storage import TERMINAL_STATUSES, Store, utc_now_iso
+from shield import paths as shield_paths
 
 logger = logging.getLogger(__name__)
 
@@ -507,8 +509,6 @@ class CommandService:
             raise InvalidInput(f"unknown path operation {op!r}")
         validate_path(path)
         agent = self.resolve_agent(auth, agent_ref)
-        from shield import paths as shield_paths
-
         verdict = shield_paths.check_path(
             op, path, shield.Context(agent=agent.name, host=shield.HostFacts(hostname=agent.hostname))
         ).to_dict()
@@ -548,8 +548,6 @@ class CommandService:
         view = self.wait(auth.org_id, record, 10)
         if view["status"] != "completed":
             return {**stored, "error": view.get("error") or f"live query {view['status']}"}
-        import json
-
         try:
             facts = json.loads(view["stdout"])
         except ValueError:

@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import json
 import logging
+import os
 import re
 import secrets
 import threading
@@ -227,8 +228,6 @@ def load_signing_key(settings: Settings) -> Any:
 
 
 def _load_or_create_key_file(path: str, *, create: bool) -> Any:
-    import os
-
     try:
         with open(path, "rb") as handle:
             return relay_protocol.private_key_from_pem(handle.read())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib
 import json
 import secrets
 import time
@@ -118,8 +119,6 @@ def _request_context(
 
 
 def _invoke(module_name: str, event: dict[str, Any]) -> Any:
-    import importlib
-
     module = importlib.import_module(f"functions.{module_name}.app")
     return module.handler(event, LocalLambdaContext(function_name=module_name))
 
