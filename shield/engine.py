@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["Shield", "analyze", "default_shield"]
 
 CACHE_SIZE = 4096
+# Longer commands are analysed every time: caching them could pin gigabytes of keys.
+CACHE_MAX_COMMAND = 16 * 1024
 SEMANTIC_TOP_K = 3
 MAX_REASONS = 8
 # Input facts that must never end in auto, whatever a policy allow rule says.
@@ -107,7 +109,9 @@ class Shield:
             hash(key)
         except Exception:  # noqa: BLE001 - an unhashable or odd context: analyse without the cache
             key = None
-        if key is not None and self._cache_size:
+        if key is not None and (not self._cache_size or len(command) > CACHE_MAX_COMMAND):
+            key = None
+        if key is not None:
             with self._lock:
                 cached = self._cache.get(key)
                 if cached is not None:
@@ -119,7 +123,7 @@ class Shield:
             logger.exception("shield engine error")
             verdict = _error_verdict(exc, policy)
             return verdict
-        if key is not None and self._cache_size:
+        if key is not None:
             with self._lock:
                 self._cache[key] = verdict
                 if len(self._cache) > self._cache_size:

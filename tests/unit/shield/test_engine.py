@@ -142,3 +142,12 @@ def test_engine_odd_context_fails_closed(fresh):
 def test_engine_version_names_the_rule_packs(fresh):
     version = fresh.analyze("ls").engine_version
     assert "+rules." in version and len(version.split("+rules.")[1]) == 12
+
+
+def test_engine_cache_is_bounded_and_skips_huge_commands():
+    small = Shield(semantic=False, cache_size=2)
+    for command in ("ls", "pwd", "whoami", "id"):
+        small.analyze(command)
+    assert len(small._cache) == 2
+    small.analyze("x" * (64 * 1024))
+    assert all(len(key.command) < 64 * 1024 for key in small._cache)
