@@ -21,7 +21,7 @@ MAX_DECODED_BYTES = 64 * 1024
 
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/=_-]")
 _HEX_JUNK = re.compile(rb"[^0-9A-Fa-f]")
-_XXD_LINE = re.compile(rb"^\s*[0-9A-Fa-f]+:\s*((?:[0-9A-Fa-f]{2,4}\s?)+)")
+_XXD_LINE = re.compile(rb"^\s*[0-9A-Fa-f]+:\s*((?:[0-9A-Fa-f]{2,4}\s?)++)")
 
 
 def b64decode(data: bytes) -> bytes | None:

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 MAX_SOURCE_BYTES = 64 * 1024
 # Of those, tree-sitter sees at most this much: the walk is bounded separately, but parsing
 # a pathological 64 KiB list of commands alone would take tens of milliseconds.
-MAX_PARSE_BYTES = 16 * 1024
+MAX_PARSE_BYTES = 8 * 1024
 
 
 def _decode_input(command: str | bytes, result_flags: set[str]) -> str:

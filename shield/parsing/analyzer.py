@@ -30,9 +30,10 @@ logger = logging.getLogger(__name__)
 MAX_UNWRAP_DEPTH = 16  # nested sh -c / eval / decoded payload levels
 MAX_TREE_DEPTH = 64  # nesting of syntax inside one parsed string
 MAX_COMMANDS = 160  # emitted commands per call
-MAX_NODES = 30_000  # syntax nodes visited per call
+MAX_NODES = 3_000  # syntax nodes visited per call
 MAX_NESTED_SOURCE = 32 * 1024  # bytes of a nested string (sh -c, decoded payload) that are parsed
 MAX_SOURCE_NESTING = 96  # bracket nesting tree-sitter is asked to parse
+MAX_FALLBACK_BYTES = 2048  # input given to the repair scan and the shlex fallback tokenizer
 MAX_ARGS = 512  # arguments per command that are normalised and judged
 MAX_LOOP_VALUES = 4  # for-loop bodies are walked once per value, up to this many
 
@@ -157,7 +158,9 @@ _BRACED = re.compile(
 _SUBSTRING = re.compile(r"^:\s*(-?\d+)\s*(?::\s*(-?\d+)\s*)?$")
 _INLINE_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _ARITH_SAFE = re.compile(r"^[\d\s+\-*/%()]+$")
-_FAST_PATH = re.compile(r"^[A-Za-z0-9_./:,@%+=-]+(?: +[A-Za-z0-9_./:,@%+=-]+)*$")
+# Input made only of plain words, simple quoted strings and ; && || | qualifies for the fast path.
+_FAST_PATH = re.compile(r"""^(?:[A-Za-z0-9_./:,@%+=-]++|'[^'\n]*+'|"[^"$`\\\n]*+"|&&|\|\||[;|]| )++$""")
+_FAST_TOKEN = re.compile(r"""[A-Za-z0-9_./:,@%+=-]+|'[^'\n]*'|"[^"$`\\\n]*"|&&|\|\||[;|]| +""")
 _STATEMENT_SKIP = frozenset(
     {
         ";",
@@ -302,23 +305,45 @@ class Analyzer:
     # ------------------------------------------------------------------ entry points
 
     def run(self, text: str) -> None:
-        if _FAST_PATH.match(text) and not self._fast_path_excluded(text):
-            self.run_fast(text)
-            return
+        if _FAST_PATH.match(text):
+            statements = _fast_statements(text)
+            if statements is not None:
+                self.run_fast(text, statements)
+                return
         self.parse_text(text, _Ctx(b""), top=True)
         self._walk_uncalled_functions()
 
-    @staticmethod
-    def _fast_path_excluded(text: str) -> bool:
-        first = text.split(" ", 1)[0]
-        return "=" in first or first in _RESERVED_FIRST
-
-    def run_fast(self, text: str) -> None:
-        """Simple commands (plain words, no quoting or expansion) skip tree-sitter entirely."""
-        argv = text.split()
-        slot = self._reserve_unit()
-        outcome = self.exec_argv(argv, [False] * len(argv), _Ctx(text.encode()), _WordState(), raw=text)
-        self.units[slot] = outcome.render
+    def run_fast(self, text: str, statements) -> None:
+        """Plain commands joined by ; && || | skip tree-sitter; same results as the tree walk."""
+        ctx = _Ctx(text.encode())
+        for pipeline in statements:
+            slot = self._reserve_unit()
+            previous_out = None
+            previous_main = None
+            renders = []
+            for argv, name_quoted, raw in pipeline:
+                outcome = self.exec_argv(
+                    argv,
+                    [False] * len(argv),
+                    ctx,
+                    _WordState(),
+                    raw=raw,
+                    stdin=previous_out,
+                    pipe_from=previous_main,
+                    name_quoted=name_quoted,
+                )
+                renders.append(outcome.render or raw)
+                previous_out = outcome.stdout if outcome.stdout is not None else Stream()
+                previous_main = outcome.main or previous_main
+                if (
+                    previous_out.network is False
+                    and previous_main is not None
+                    and previous_main.stdin_is_network
+                    and previous_out.data is None
+                ):
+                    previous_out = Stream(None, True, previous_out.decoders)
+            # A lone command keeps its own rendering (None for an alias: its expansion renders).
+            self.units[slot] = " | ".join(renders) if len(pipeline) > 1 else outcome.render
 
     def parse_text(
         self,
@@ -370,7 +395,8 @@ class Analyzer:
             before = len(self.result.commands)
             outcome = self.walk(root, ctx, stdin)
             if broken and len(self.result.commands) == before:
-                self._fallback(src.decode("utf-8", "replace"), ctx)
+                # The tolerant tokenizer is pure Python: give it a bounded prefix.
+                self._fallback(src[:MAX_FALLBACK_BYTES].decode("utf-8", "ignore"), ctx)
             return outcome
         finally:
             self.positional = saved
@@ -410,6 +436,8 @@ class Analyzer:
     @staticmethod
     def _repair(src: bytes) -> bytes | None:
         """Close an unbalanced quote/substitution so the rest of the input can still be judged."""
+        if len(src) > MAX_FALLBACK_BYTES * 4:
+            return None
         state: list[str] = []
         i = 0
         n = len(src)
@@ -2359,6 +2387,50 @@ class Analyzer:
 
 
 _UNRESOLVED = object()
+
+
+def _fast_statements(text: str):
+    """[[(argv, name_quoted, raw), ...] per pipeline] for fast-path input, or None to use tree-sitter."""
+    statements = []
+    pipeline = []
+    words_now: list[str] = []
+    quoted_first = False
+    start = end = -1
+    previous_kind = "op"
+    for match in _FAST_TOKEN.finditer(text):
+        token = match.group(0)
+        if token[0] == " ":
+            previous_kind = "space"
+            continue
+        if token in ("&&", "||", ";", "|"):
+            if not words_now:
+                return None
+            pipeline.append((words_now, quoted_first, text[start:end]))
+            words_now = []
+            if token != "|":
+                statements.append(pipeline)
+                pipeline = []
+            previous_kind = "op"
+            continue
+        if previous_kind == "word":
+            return None  # a word glued to a quoted string: quoting tricks belong to the tree walk
+        quoted = token[0] in "'\""
+        if not words_now:
+            if not quoted and ("=" in token or token in _RESERVED_FIRST):
+                return None
+            quoted_first = quoted
+            start = match.start()
+        words_now.append(token[1:-1] if quoted else token)
+        end = match.end()
+        previous_kind = "word"
+    if words_now:
+        pipeline.append((words_now, quoted_first, text[start:end]))
+        statements.append(pipeline)
+    elif pipeline or not statements:
+        return None  # trailing | or && (a syntax error) or nothing at all
+    return statements
+
+
 # Programs whose stdout _simulate models (everything else prints something unknown).
 _SIMULATED = frozenset(
     {
@@ -2440,6 +2512,10 @@ def _sed_simulate(args: list[str], text: str) -> str | None:
                 continue
             if set(flags) - set("gI"):
                 return None
+            # Attacker-written regexes: only simple ones (no groups/alternation, one star) on
+            # short text, so a hostile pattern cannot make the parser slow.
+            if len(text) > 2048 or re.search(r"[(){}|+?]|\\[(){}|+?]", pattern) or pattern.count("*") > 1:
+                return None
             pattern = pattern.replace("\\(", "(").replace("\\)", ")").replace("\\{", "{").replace("\\}", "}")
             replacement = re.sub(r"\\([0-9])", r"\\\1", replacement).replace("&", "\\g<0>")
             try:
@@ -2505,7 +2581,10 @@ def _only_heredoc_quirks(root) -> bool:
 
 _SYSTEM_BIN_PATH = re.compile(r"(?:^|/)s?bin/+[^/]+$")
 _NESTING_CHARS = re.compile(rb"[(){}]")
-_COMMAND_BRACE = re.compile(rb"(^|[;&|\n(`]\s*|\$\(\s*)\{([^\s{}'\"$`\\]*,[^\s{}'\"$`\\]*)\}(?=[\s;&|)]|$)")
+# The first part excludes commas so the match is linear (no backtracking over split points).
+_COMMAND_BRACE = re.compile(
+    rb"(^|[;&|\n(`]\s*|\$\(\s*)\{([^\s{}'\"$`\\,]*+,[^\s{}'\"$`\\]*+)\}(?=[\s;&|)]|$)"
+)
 
 
 def _rewrite_command_braces(src: bytes) -> bytes | None:

@@ -51,11 +51,14 @@ def _call_args(code: str, call_pattern: str) -> list[str]:
     """Raw text of the argument lists of every call matching ``call_pattern`` (balanced parens)."""
     found = []
     for match in re.finditer(call_pattern + r"\s*\(", code):
+        if len(found) >= 16:
+            break
         depth = 1
         i = match.end()
         start = i
+        limit = min(len(code), start + 2048)  # bounded scan per call keeps this linear
         quote = ""
-        while i < len(code) and depth:
+        while i < limit and depth:
             ch = code[i]
             if quote:
                 if ch == "\\":
@@ -314,9 +317,20 @@ def _sed(args, stdin_text):
     for script in scripts:
         for match in re.finditer(r"(?:^|[;\n}])\s*(?:\d+|\$|/[^/]*/)?\s*e\s+([^;\n]+)", script):
             payloads.append(Payload("shell", text=match.group(1), label="sed"))
-        if re.search(r"(?:^|[;\n])\s*s(.).*\1.*\1[gpiI0-9]*e", script):
+        if any(_sed_substitution_executes(part) for part in re.split(r"[;\n]", script)):
             payloads.append(Payload("shell", text="", label="sed", dynamic=True))
     return payloads
+
+
+def _sed_substitution_executes(command: str) -> bool:
+    """True for a GNU sed `s/pat/rep/e` command (runs the pattern space as a shell command)."""
+    command = command.strip()
+    if len(command) < 4 or command[0] != "s" or command[1].isalnum() or command[1] in " \\\n":
+        return False
+    parts = command[2:].split(command[1])
+    return (
+        len(parts) >= 3 and "e" in parts[-1] and re.fullmatch(r"[gpiImMe0-9w]*", parts[-1] or "") is not None
+    )
 
 
 def _vim(args, stdin_text):

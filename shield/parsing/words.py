@@ -164,6 +164,8 @@ def unescape_double_quoted(text: str) -> str:
 
 def brace_expand(word: str) -> list[str]:
     """Bash brace expansion: ``{rm,-rf,/}``, ``/etc/{passwd,shadow}``, ``{1..3}``; bounded."""
+    if len(word) > 1024:
+        return [word]
     results = _brace(word, 0)
     return results[:MAX_BRACE_RESULTS] if results else [word]
 
@@ -317,8 +319,8 @@ def pattern_to_regex(pattern: str, *, anchored_start: bool, anchored_end: bool) 
 
 def remove_pattern(value: str, pattern: str, op: str) -> str:
     """``${v#p}``, ``${v##p}``, ``${v%p}``, ``${v%%p}`` with glob patterns."""
-    if len(value) > 4096:
-        return value
+    if len(value) > 1024 or len(pattern) > 256:
+        return value  # bounded: each candidate split is a glob match
     if op in ("#", "##"):
         indices = range(len(value) + 1) if op == "#" else range(len(value), -1, -1)
         for end in indices:
@@ -334,7 +336,7 @@ def remove_pattern(value: str, pattern: str, op: str) -> str:
 
 def replace_pattern(value: str, pattern: str, replacement: str, op: str) -> str:
     """``${v/p/r}``, ``${v//p/r}``, ``${v/#p/r}``, ``${v/%p/r}``."""
-    if not pattern or len(value) > 4096:
+    if not pattern or len(value) > 1024 or len(pattern) > 256:
         return value
     regex = pattern_to_regex(pattern, anchored_start=op == "/#", anchored_end=op == "/%")
     if regex is None:

