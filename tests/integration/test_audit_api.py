@@ -286,3 +286,38 @@ def test_audit_mcp_tool_lists_events_with_chain_status(witnessed_stack, audit_to
     assert result["chain"]["intact"] is True and result["chain"]["length"] == 7
     assert result["next_page_token"]
     assert bad.is_error is True and "page_token" in bad.content[0].text
+
+
+def test_audit_export_from_the_gateway_verifies_offline(witnessed_stack, live_gateway, tmp_path):
+    import argparse
+
+    from flowlink.cli import audit_cmd
+
+    def cli(argv: list[str]) -> int:
+        parser = argparse.ArgumentParser(prog="flowlink")
+        audit_cmd.register(parser.add_subparsers(dest="command"))
+        args = parser.parse_args(argv)
+        return args.func(args)
+
+    org = witnessed_stack.org("export")
+    store = _store(witnessed_stack)
+    _append(witnessed_stack, org["org_id"], 4)
+    witness.publish(store, org["org_id"])  # a published checkpoint at 7, then more events
+    _append(witnessed_stack, org["org_id"], 2)
+    public_key = tmp_path / "gateway.pub"
+    public_key.write_text(relay_protocol.public_key_to_pem(witness.signing_key(witnessed_stack.settings)))
+    export_file = tmp_path / "audit.jsonl"
+    assert cli(["audit", "export", "--out", str(export_file), "--api-url", live_gateway.base_url,
+                "--api-key", org["admin_key"]]) == 0
+    lines = [json.loads(line) for line in export_file.read_text().splitlines()]
+    assert sum(1 for line in lines if line["type"] == "record") == 9
+    assert sorted(line["tree_size"] for line in lines if line["type"] == "checkpoint") == [7, 9]
+    assert cli(["audit", "verify", str(export_file), "--public-key", str(public_key)]) == 0
+    hmac_file = tmp_path / "hmac.key"
+    hmac_file.write_text(HMAC_KEY)
+    assert cli(["audit", "verify", str(export_file), "--public-key", str(public_key),
+                "--hmac-key-file", str(hmac_file)]) == 0
+    cef_file = tmp_path / "audit.cef"
+    assert cli(["audit", "export", "--format", "cef", "--out", str(cef_file), "--api-url", live_gateway.base_url,
+                "--api-key", org["admin_key"]]) == 0
+    assert len(cef_file.read_text().splitlines()) == 9
