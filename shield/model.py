@@ -71,12 +71,16 @@ class SimpleCommand:
             ``"substitution"``, ``"process_substitution"``, ``"sh -c"``, ``"eval"``,
             ``"heredoc"``, ``"here_string"``, ``"base64"``, ``"hex"``, ``"printf"``,
             ``"ansi_c"``, ``"rot13"``, ``"rev"``, ``"gzip"``, ``"function"``, ``"alias"``,
-            ``"xargs"``, ``"find -exec"``, ``"interpreter"``, ``"delayed"`` ...
+            ``"xargs"``, ``"find -exec"``, ``"interpreter"``, ``"delayed"``, ``"ssh"``,
+            ``"container"`` (docker/kubectl exec), ``"script_file"`` (a file written earlier in
+            the same input and then run), ``"sed"`` ...
         depth: nesting depth of unwrapping (0 at top level).
         stdin_from: the previous stage when this command reads a pipe, else None.
-        stdin_text: text fed to stdin by heredoc or here-string, if any.
+        stdin_text: text fed to stdin by heredoc or here-string, or piped from a stage
+            whose output is statically known (``echo 'DROP DATABASE x' | psql``), if any.
         stdin_is_network: True when stdin comes (directly or through a decoder chain)
-            from a network fetch (curl/wget/nc ...).
+            from a network fetch (curl/wget/nc ...), or when the code this command runs
+            does (``bash <(curl ...)``, ``eval "$(wget -qO- ...)"``).
         dynamic: True when the name or an argument came from an expansion the parser
             could not resolve (unknown variable, command substitution output, unresolved
             glob). Rules and the score treat this as uncertainty, never as safety.
@@ -121,7 +125,11 @@ class ParseResult:
         errors: human-readable parse problems; non-empty means uncertainty.
         flags: input-level facts: ``"empty"``, ``"parse_error"``, ``"too_large"``,
             ``"too_deep"``, ``"binary"`` (NUL or invalid UTF-8), ``"truncated"``,
-            ``"unresolved"`` (dynamic code the parser could not see into).
+            ``"unresolved"`` (something the parser could not resolve statically: an unknown
+            variable or substitution output; see ``SimpleCommand.dynamic``),
+            ``"dynamic_code"`` (stronger: a command name or code that a shell/eval/interpreter
+            runs is unknown, e.g. ``curl ... | sh``, ``eval "$(...)"``, ``$CMD args``),
+            ``"recursive_function"`` (a function calls itself, e.g. a fork bomb).
         functions: names of shell functions defined in the input.
         assignments: final values of simple variable assignments seen at top level.
     """

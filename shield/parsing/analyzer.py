@@ -697,8 +697,6 @@ class Analyzer:
             outcome = self.walk(body, ctx, effective_stdin, pipe_from)
             for command in self.result.commands[before:]:
                 command.redirects.extend(r for r in redirects if r.op not in ("<<", "<<-", "<<<"))
-            if outcome.render is None:
-                outcome.render = None
         # tree-sitter hangs `cmd <<EOF | sh` / `cmd <<EOF && next` off the heredoc node.
         for op, cont in continuation:
             if op == "|":
@@ -1440,10 +1438,9 @@ class Analyzer:
                 continuation.append((pending_op or ";", child))
         if op == "<<-":
             body_text = "\n".join(line.lstrip("\t") for line in body_text.split("\n"))
+        # Unknown parts inside an unquoted heredoc: keep the text for rules (the Redirect), but
+        # never execute a guess of it.
         data = None if state.dynamic and not quoted else body_text.encode("utf-8", "replace")
-        if data is None:
-            # Unknown parts inside: keep the known text for rules but do not execute a guess.
-            data = None
         stream = Stream(data, state.network, state.decoders, "heredoc")
         return Redirect(op, body_text, None), stream, continuation, extra_redirects
 
