@@ -181,6 +181,8 @@ SECRET_PATTERNS = tuple(
         r"(^|/)\.terraform\.d/credentials",
         r"(^|/)\.config/(gh|hub)/hosts\.yml$",
         r"(^|/)wallet\.dat$",
+        r"\.tfstate(\.backup)?$|(^|/)\.htpasswd$|\.keytab$|(^|/)service[-_]?account[^/]*\.json$|(^|/)token\.json$",
+        r"(^|/)\.(git-credentials|boto|s3cfg|dockercfg|fetchmailrc|msmtprc)$|(^|/)\.config/rclone/rclone\.conf$",
     )
 )
 NOT_SECRET = re.compile(r"\.(pub|example|sample|template|dist)$|known_hosts$|\.ssh/config$")
