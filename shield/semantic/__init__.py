@@ -152,7 +152,9 @@ class SemanticLevel:
             from shield.semantic.static import StaticEmbedder
 
             embedder = StaticEmbedder.from_files(
-                np.load(artifact_dir / "vectors.npy"),
+                # Memory-mapped: pages of the table are read as words are first seen;
+                # asarray drops the memmap subclass, whose indexing is slower.
+                np.asarray(np.load(artifact_dir / "vectors.npy", mmap_mode="r")),
                 np.load(artifact_dir / "token_rows.npy"),
                 artifact_dir / "tokenizer.json",
             )
@@ -171,7 +173,10 @@ class SemanticLevel:
         if len(matrix) != len(self._exemplars):
             raise ValueError("artifact holds a different number of exemplars than intents.yaml")
         matrix = np.asarray(matrix, dtype=np.float32)
-        self._matrix = np.ascontiguousarray(matrix.T)  # dims x exemplars, for one matmul
+        # Exemplars x dims, row-major: one matrix-vector product per text. A single
+        # matrix-matrix product is several times slower at this size (OpenBLAS
+        # dispatches small GEMMs to its thread pool, which costs more than the arithmetic).
+        self._matrix = np.ascontiguousarray(matrix)
         # Exemplars are grouped by intent in file order: remember where each group starts.
         self._intent_starts: list[int] = []
         self._intent_names: list[str] = []
@@ -224,7 +229,8 @@ class SemanticLevel:
         if not segments:
             return []
         texts = segments if len(segments) == 1 else [*segments, " ".join(segments)]
-        similarities = self._encode(texts) @ self._matrix  # texts x exemplars
+        encoded = self._encode(texts)
+        similarities = np.stack([self._matrix @ row for row in encoded])  # texts x exemplars
         per_intent = np.maximum.reduceat(similarities, self._starts, axis=1)  # texts x intents
         # Each part of a command is what its nearest intent says; the command is as risky
         # as its riskiest part ("ls; rm -rf /" is not a listing). So every part's top

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 GLOSSARY_PATH = Path(__file__).with_name("glossary.yaml")
 
 # Bounds that keep the cost of one call small whatever the input: the level never
@@ -80,6 +78,8 @@ class Glossary:
             OSError: the file cannot be read.
             ValueError: the file is not a mapping of the expected sections.
         """
+        import yaml  # only when the YAML is newer than the artifact's JSON copy: keeps load fast
+
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         return cls.from_mapping(yaml.load(path.read_text(encoding="utf-8"), Loader=loader))
 

@@ -149,9 +149,10 @@ class StaticEmbedder:
     """Mean of static token vectors, L2-normalised, as model2vec's ``StaticModel.encode``."""
 
     def __init__(self, vectors: np.ndarray, token_rows: np.ndarray, tokenizer: WordPiece) -> None:
-        # Shipped as float16 (half the size); held as float32 because numpy's float16
-        # arithmetic is emulated and several times slower on the hot path.
-        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        # float16 as shipped (often memory-mapped, so loading reads nothing); the few rows
+        # a text needs are converted to float32 before any arithmetic, because numpy's
+        # float16 arithmetic is emulated and slow.
+        self.vectors = vectors
         self.token_rows = np.asarray(token_rows, dtype=np.int64)
         self.tokenizer = tokenizer
         self.dim = int(vectors.shape[1])
@@ -205,7 +206,7 @@ class StaticEmbedder:
         if not all_rows:
             return out
         # The sum has the direction of the mean; normalising makes them equal.
-        sums = np.add.reduceat(self.vectors.take(all_rows, axis=0), starts, axis=0)
+        sums = np.add.reduceat(self.vectors.take(all_rows, axis=0).astype(np.float32), starts, axis=0)
         norms = np.sqrt(np.einsum("ij,ij->i", sums, sums))[:, None]
         out[filled] = sums / np.where(norms > 0, norms, 1.0)
         return out

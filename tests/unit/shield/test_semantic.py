@@ -255,3 +255,13 @@ def test_shipped_intents_cover_every_risk_with_several_exemplars() -> None:
     assert 20 <= len(by_intent) <= 60
     assert {risks[0] for risks in by_intent.values()} == set(RISKS)
     assert all(len(risks) >= 3 for risks in by_intent.values())
+
+
+def test_semantic_docs_example_runs() -> None:
+    # docs/semantic.md shows how to call the level; the example must keep working.
+    docs = Path(__file__).resolve().parents[3] / "docs" / "semantic.md"
+    text = docs.read_text(encoding="utf-8")
+    blocks = text.split("```python\n")[1:]
+    assert blocks, "docs/semantic.md has no python example"
+    for block in blocks:
+        exec(compile(block.split("```", 1)[0], str(docs), "exec"), {})  # noqa: S102 - our own docs
