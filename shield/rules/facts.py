@@ -9,6 +9,7 @@ an unrecognised word simply gets no class.
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import posixpath
 import re
@@ -361,6 +362,14 @@ def classify_path(word: str, env: PathEnv = PathEnv()) -> frozenset[str]:
     if norm in ("/", "/*", "/.", "/.*"):
         classes.add("root")
         return frozenset(classes)
+    first = norm.split("/")[1] if norm.count("/") >= 1 else ""
+    if any(ch in first for ch in "*?["):
+        # An unexpanded glob in the top-level component (/e?c, /[u]sr, /???): judge it by
+        # the system directories it can name.
+        if any(fnmatch.fnmatchcase(top_dir[1:], first) for top_dir in SYSTEM_TOPS):
+            classes.update({"system", "glob_system"})
+        if first.strip("*?") == "":
+            classes.add("root")
     if BLOCK_DEVICE.match(norm) and not PSEUDO_DEVICES.match(norm):
         classes.add("block_device")
     if PSEUDO_DEVICES.match(norm):
