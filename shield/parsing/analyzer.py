@@ -281,7 +281,9 @@ class Analyzer:
         self.aliases: dict[str, str] = {}
         self.functions: dict[str, tuple[tree_sitter.Node, bytes]] = {}
         self.called_functions: set[str] = set()
-        self.call_stack: list[str] = []
+        # (name, definition) of functions being walked: a function that redefines itself
+        # and calls the new body is not recursion, calling the same body again is.
+        self.call_stack: list[tuple[str, int]] = []
         self.positional: list[str] = []
         self.procsubs: dict[str, Stream] = {}
         self.files: dict[str, Stream] = {}  # scripts written earlier in the same input
@@ -479,7 +481,7 @@ class Analyzer:
             if name in self.called_functions or len(self.result.commands) >= MAX_COMMANDS:
                 continue
             self.called_functions.add(name)
-            self.call_stack.append(name)
+            self.call_stack.append((name, body.id))
             try:
                 self.walk(body, _Ctx(src, depth=1, origin="function", obf=("function_definition",)), None)
             finally:
@@ -1660,7 +1662,7 @@ class Analyzer:
                 value = (cwd.rstrip("/") + "/" + arg) if arg != "." else cwd
                 _add(obf, "wildcard")
             normalised_args.append(value)
-        if name in self.call_stack:
+        if self.call_stack and any(frame[0] == name for frame in self.call_stack):
             _add(obf, "recursive_function")
             self._flag("recursive_function")
         command = SimpleCommand(
@@ -1757,7 +1759,7 @@ class Analyzer:
 
     def _call_function(self, name, argv, dyn, ctx, state, stdin, redirects, raw, pipe_from, obf) -> _Outcome:
         body, src = self.functions[name]
-        if name in self.call_stack or len(self.call_stack) >= 8:
+        if (name, body.id) in self.call_stack or len(self.call_stack) >= 8:
             # Recursion (a fork bomb's `bomb | bomb &`): record the call, do not walk again.
             command = SimpleCommand(
                 name=name,
@@ -1804,7 +1806,7 @@ class Analyzer:
         )
         saved = self.positional
         self.positional = list(argv[1:])
-        self.call_stack.append(name)
+        self.call_stack.append((name, body.id))
         try:
             outcome = self.walk(body, body_ctx, stdin)
         finally:
