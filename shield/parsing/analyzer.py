@@ -1661,6 +1661,8 @@ class Analyzer:
             if self.cwd_from_cd and cwd and arg in ("*", ".*", "."):
                 value = (cwd.rstrip("/") + "/" + arg) if arg != "." else cwd
                 _add(obf, "wildcard")
+            elif "*" in value and _BROAD_GLOB.match(value):
+                _add(obf, "wildcard")  # /*, /home/*, /etc/* : everything in a system directory
             normalised_args.append(value)
         if self.call_stack and any(frame[0] == name for frame in self.call_stack):
             _add(obf, "recursive_function")
@@ -2578,6 +2580,7 @@ def _only_heredoc_quirks(root) -> bool:
     return found
 
 
+_BROAD_GLOB = re.compile(r"^/(?:[^/*?\[]+/?)?\*$")
 _SYSTEM_BIN_PATH = re.compile(r"(?:^|/)s?bin/+[^/]+$")
 _NESTING_CHARS = re.compile(rb"[(){}]")
 # The first part excludes commas so the match is linear (no backtracking over split points).

