@@ -36,6 +36,9 @@ _TOKEN_RE = re.compile(
     """,
     re.VERBOSE,
 )
+_SEARCH_COMMANDS = frozenset({"grep", "egrep", "fgrep", "rg", "ag", "ack", "zgrep"})
+_MESSAGE_FLAGS = frozenset({"-m", "--message", "--grep", "-am"})
+_PATH_LIKE_RE = re.compile(r"/|^[.~]|\*|\.[A-Za-z0-9]{1,5}$")
 _SEGMENT_BREAKS = frozenset({";", "&&", "||", "&", "\n"})
 _COMMAND_STARTERS = frozenset({"|", ";", "&&", "||", "&", "\n", "$(", "`", "<(", "(", "{"})
 # Wrappers run the next word as a command; the glossary still describes the wrapper itself.
@@ -149,9 +152,36 @@ class Expander:
         segments: list[list[str]] = [[]]
         expect_command = True
         current = ""
+        # Text that is only data (a search pattern, a commit message) is replaced by one
+        # placeholder: "grep 'DROP TABLE' db/" searches, it does not drop anything.
+        mention = ""  # "" | "pattern" (inside a search pattern) | "message" (to the next operator)
         for match in _TOKEN_RE.finditer(text):
             op, word = match.group("op"), match.group("word")
+            if op is None and mention:
+                if mention == "message" or not _PATH_LIKE_RE.search(word):
+                    continue
+                mention = ""  # the first path ends a search pattern
+            if (
+                op is None
+                and current in _SEARCH_COMMANDS
+                and not expect_command
+                and not word.startswith("-")
+                and not _PATH_LIKE_RE.search(word)
+                and "searched" not in segments[-1]
+            ):
+                self._emit(segments[-1], "text pattern searched")
+                mention = "pattern"
+                continue
+            if op is None and current == "git" and word == "grep":
+                self._emit(segments[-1], "grep search code")
+                current = "grep"  # the rest reads like grep's arguments
+                continue
+            if op is None and current == "git" and (word in _MESSAGE_FLAGS or word.startswith("--grep")):
+                self._emit(segments[-1], "message text")
+                mention = "message"
+                continue
             if op is not None:
+                mention = ""
                 if op in _SEGMENT_BREAKS:
                     if segments[-1] and len(segments) < MAX_SEGMENTS:
                         segments.append([])

