@@ -230,6 +230,9 @@ class SemanticLevel:
             return []
         texts = segments if len(segments) == 1 else [*segments, " ".join(segments)]
         encoded = self._encode(texts)
+        encoded = encoded[encoded.any(axis=1)]
+        if not len(encoded):
+            return []  # no word the model knows (NUL bytes, one giant token): no opinion
         similarities = np.stack([self._matrix @ row for row in encoded])  # texts x exemplars
         per_intent = np.maximum.reduceat(similarities, self._starts, axis=1)  # texts x intents
         # Each part of a command is what its nearest intent says; the command is as risky

@@ -94,6 +94,11 @@ def test_semantic_bad_input_never_raises(level: SemanticLevel, command: str) -> 
     assert all(m.risk in RISKS for m in matches)
 
 
+@pytest.mark.parametrize("command", ["\x00" * 100, "a" * 5000, "   ", ";;;"])
+def test_semantic_text_without_known_words_has_no_intents(level: SemanticLevel, command: str) -> None:
+    assert level.intents(command) == []
+
+
 def test_semantic_non_string_and_nonpositive_k_return_nothing(level: SemanticLevel) -> None:
     assert level.intents(None) == []  # type: ignore[arg-type]
     assert level.intents("rm -rf /", k=0) == []
