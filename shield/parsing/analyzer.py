@@ -1414,21 +1414,48 @@ class Analyzer:
     def _heredoc(self, node, ctx: _Ctx):
         op = "<<"
         quoted = False
-        body_text = ""
-        continuation: list[tuple[str, tree_sitter.Node]] = []
-        extra_redirects: list[Redirect] = []
-        state = _WordState()
-        pending_op = None
+        body_text = None
+        body_node = None
+        start_node = None
+        end_node = None
         for child in node.children:
             kind = child.type
             if kind in ("<<", "<<-"):
                 op = kind
             elif kind == "heredoc_start":
+                start_node = child
                 start = self._text(child, ctx)
                 quoted = any(c in start for c in "'\"\\")
             elif kind == "heredoc_body":
-                body_text = self._heredoc_body(child, ctx, quoted, state)
-            elif kind == "pipeline":
+                body_node = child
+            elif kind == "heredoc_end":
+                end_node = child
+        # The body is the source between the end of the operator's line and the delimiter line.
+        # Taken from the bytes, not only from heredoc_body: tree-sitter mis-parses bodies such
+        # as one starting with a backslash (it leaves heredoc_body empty).
+        body_start = body_end = None
+        if start_node is not None and end_node is not None:
+            newline = ctx.src.find(b"\n", start_node.end_byte)
+            if 0 <= newline < end_node.start_byte:
+                body_start, body_end = newline + 1, end_node.start_byte
+        state = _WordState()
+        if body_node is not None and (
+            body_start is None or (body_node.start_byte <= body_start and body_node.end_byte >= body_end)
+        ):
+            body_text = self._heredoc_body(body_node, ctx, quoted, state)
+        elif body_start is not None:
+            body_text = ctx.src[body_start:body_end].decode("utf-8", "replace")
+            if not quoted and ("$" in body_text or "`" in body_text):
+                state.dynamic = True  # expansions we could not evaluate: never run a guess
+        body_text = body_text or ""
+        continuation: list[tuple[str, tree_sitter.Node]] = []
+        extra_redirects: list[Redirect] = []
+        pending_op = None
+        for child in node.children:
+            kind = child.type
+            if body_start is not None and child.start_byte >= body_start:
+                continue  # inside the body (tree-sitter sometimes makes words of it)
+            if kind == "pipeline":
                 continuation.append(("|", child))
             elif kind in ("&&", "||", ";", "&"):
                 pending_op = kind
@@ -1436,7 +1463,7 @@ class Analyzer:
                 redirect, _extra, _stream = self._file_redirect(child, ctx)
                 if redirect is not None:
                     extra_redirects.append(redirect)
-            elif child.is_named and kind not in ("heredoc_end",):
+            elif child.is_named and kind not in ("heredoc_end", "heredoc_start", "heredoc_body"):
                 continuation.append((pending_op or ";", child))
         if op == "<<-":
             body_text = "\n".join(line.lstrip("\t") for line in body_text.split("\n"))

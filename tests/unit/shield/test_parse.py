@@ -77,6 +77,8 @@ EXECUTED = [
     ("eval_quoting", 'eval "cr""ontab -r"', ["crontab", "-r"], None),
     ("heredoc_to_shell", "bash <<'EOF'\nwipefs -a /dev/sdb\nEOF", ["wipefs", "-a", "/dev/sdb"], None),
     ("heredoc_dash", "sh <<-END\n\tuserdel eve\n\tEND", ["userdel", "eve"], None),
+    ("heredoc_backslash_body", "sh <<'EOF'\n\\userdel eve\nEOF", ["userdel", "eve"], "backslash_escape"),
+    ("heredoc_pipe_to_shell", "cat <<EOF | sh\nuserdel eve\nEOF", ["userdel", "eve"], None),
     ("here_string", "sh <<< 'killall -9 sshd'", ["killall", "-9", "sshd"], None),
     ("here_string_ansi_c", "bash <<< $'\\x72\\x6d -rf /boot'", ["rm", "-rf", "/boot"], "ansi_c"),
     ("kubectl_exec", "kubectl exec -n prod web-0 -- sh -c 'rm -rf /data'", ["rm", "-rf", "/data"], None),
