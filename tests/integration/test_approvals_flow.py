@@ -13,7 +13,6 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import boto3
 import pytest
@@ -25,7 +24,7 @@ from flowlink.errors import PermissionDenied
 from flowlink.grants import verify_grant
 from flowlink.local import lambda_bridge
 from flowlink.local.fake_telegram import FakeTelegram
-from flowlink.local.provision import FunctionInfo, enable_stepfunctions_execution, find_template, provision
+from flowlink.local.provision import enable_stepfunctions_execution, provision
 from flowlink.settings import Settings, get_settings
 from flowlink.storage import Store, utc_now_iso
 
@@ -69,27 +68,13 @@ def stack(tmp_path_factory):
     prefix = f"apr{uuid.uuid4().hex[:8]}"
     report = provision(stack_name=prefix, region=REGION, endpoint_url=endpoint)
 
-    # The approval machine and its task functions, as template.yaml wires them.
+    # The approval machine comes from template.yaml (DefinitionUri + DefinitionSubstitutions);
+    # its task functions run our handlers in-process through the Lambda bridge.
     session = boto3.session.Session()
     lam = session.client("lambda", region_name=REGION, endpoint_url=endpoint)
     iam = session.client("iam", region_name=REGION, endpoint_url=endpoint)
-    infos = {
-        name: FunctionInfo(name, f"{prefix}-{name}", "", f"functions/{folder}/", "app.handler")
-        for name, folder in (
-            ("ApprovalNotifierFunction", "approval_notify"),
-            ("ApprovalDispatcherFunction", "approval_dispatch"),
-            ("ApprovalRecorderFunction", "approval_record"),
-        )
-    }
-    routes = lambda_bridge.register_functions(lam, iam, infos)
-    lambda_bridge.install(routes)
-    arns = {name: lam.get_function(FunctionName=info.name)["Configuration"]["FunctionArn"] for name, info in infos.items()}
-    definition = Path(find_template()).parent.joinpath("statemachines/approval.asl.json").read_text()
-    for name, arn in arns.items():
-        definition = definition.replace("${" + name + "Arn}", arn)
-    sfn = session.client("stepfunctions", region_name=REGION, endpoint_url=endpoint)
-    role = iam.get_role(RoleName=lambda_bridge.BRIDGE_ROLE_NAME)["Role"]["Arn"]
-    machine = sfn.create_state_machine(name=f"{prefix}-approval", definition=definition, roleArn=role)["stateMachineArn"]
+    lambda_bridge.install(lambda_bridge.register_functions(lam, iam, report.functions))
+    machine = report.state_machines["ApprovalStateMachine"]
     telegram = FakeTelegram().start()
     yield {"endpoint": endpoint, "prefix": prefix, "machine": machine, "telegram": telegram, "report": report}
     telegram.stop()
@@ -238,7 +223,7 @@ def test_approval_timeout_denies_even_when_the_bot_api_is_down(env, stack):
         approval = _request(env, org_id, command_id)
         item = _wait_status(env, org_id, approval.approval_id, {"timed_out"})
         assert any("telegram" in error for error in item.notify_errors or [])
-        assert store.get_command(org_id, command_id).status == "timeout"
+        _wait_for(lambda: store.get_command(org_id, command_id).status == "timeout")
         late = env["service"].decide(org_id, approval.approval_id, "approve", ALICE)
         assert not late.recorded and late.status == "timed_out"
         assert env["channel"].sent == []

@@ -14,7 +14,6 @@ from flowlink.commands import CommandService, ExecRequest, combined_verdict
 from flowlink.errors import (
     AgentNotFound,
     AgentOffline,
-    ApprovalRequired,
     CommandDenied,
     Conflict,
     InvalidInput,
@@ -97,11 +96,15 @@ class FakeStore:
                 "pending_env",
                 "idempotency_key",
                 "dispatched_at",
+                "approval_id",
             ),
         )
         record = SimpleNamespace(**{"grant": None, **defaults, **fields})
         self.commands[fields["command_id"]] = record
         return record
+
+    def get_org(self, org_id: str):
+        return SimpleNamespace(org_id=org_id, approvers=[], approvals_required=1, approval_timeout_seconds=600)
 
     def get_command(self, org_id: str, command_id: str):
         record = self.commands.get(command_id)
@@ -218,14 +221,49 @@ def test_commands_deny_records_and_dispatches_nothing(audit_events, verdict):
     assert [kind for _, kind, _ in audit_events] == ["exec.denied"]
 
 
-def test_commands_hard_ask_needs_approval_and_dispatches_nothing(audit_events, verdict):
+class FakeApprovals:
+    """Records approval requests instead of starting a state machine."""
+
+    def __init__(self, *, fail: bool = False):
+        self.requests: list[SimpleNamespace] = []
+        self.fail = fail
+
+    def request(self, *, org, command, verdict, requested_by):
+        if self.fail:
+            raise RuntimeError("state machine unavailable")
+        self.requests.append(command)
+        return SimpleNamespace(approval_id="apr_test1", expires_at="2026-11-25T10:10:00.000000Z")
+
+    def get(self, org_id, approval_id):
+        return SimpleNamespace(approval_id=approval_id, expires_at="2026-11-25T10:10:00.000000Z")
+
+
+def test_commands_hard_ask_waits_for_approval_and_dispatches_nothing(audit_events, verdict):
     verdict("hard_ask", "reboots the host")
     store = FakeStore()
     store.add_agent("rly_1", "web-01")
     channel = FakeChannel(store)
-    with pytest.raises(ApprovalRequired, match="requires human approval"):
-        service(store, channel).exec(AGENT_KEY, ExecRequest(agent="web-01", command="sudo reboot"))
+    svc = service(store, channel)
+    svc._approvals = approvals = FakeApprovals()
+    view = svc.exec(AGENT_KEY, ExecRequest(agent="web-01", command="sudo reboot", env={"A": "1"}))
+    assert view["status"] == "pending_approval" and view["approval_id"] == "apr_test1"
+    assert "flowlink approve apr_test1" in view["message"]
     assert channel.sent == []
+    (record,) = store.commands.values()
+    assert record.pending_env == {"A": "1"} and approvals.requests == [record]
+    assert [kind for _, kind, _ in audit_events] == ["exec.pending_approval"]
+
+
+def test_commands_hard_ask_fails_closed_when_the_approval_cannot_start(audit_events, verdict):
+    verdict("hard_ask", "reboots the host")
+    store = FakeStore()
+    store.add_agent("rly_1", "web-01")
+    svc = service(store, FakeChannel(store))
+    svc._approvals = FakeApprovals(fail=True)
+    with pytest.raises(RuntimeError):
+        svc.exec(AGENT_KEY, ExecRequest(agent="web-01", command="sudo reboot"))
+    (record,) = store.commands.values()
+    assert record.status == "failed" and record.pending_env is None
 
 
 def test_commands_offline_agent_fails_the_record_and_queues_nothing(audit_events, verdict):

@@ -12,6 +12,7 @@ Never stores env values beyond the acknowledgement, never writes command output 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -27,7 +28,6 @@ from flowlink.auth import SCOPE_AGENT, AuthContext, require_scope
 from flowlink.errors import (
     AgentNotFound,
     AgentOffline,
-    ApprovalRequired,
     CommandDenied,
     Conflict,
     InvalidInput,
@@ -37,6 +37,7 @@ from flowlink.errors import (
 from flowlink.relays import CommandSignals, ConnectionGone, RelayChannel, sign_command_envelope
 from flowlink.settings import Settings
 from flowlink.storage import TERMINAL_STATUSES, Store, utc_now_iso
+from flowlink.vault import SecretNotFound, Vault, referenced_secret_names, validate_secret_name
 from shield import paths as shield_paths
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,6 @@ DEFAULT_TIMEOUT_SECONDS = 60
 # Grace the gateway waits beyond the command's own timeout for the relay to report.
 RESULT_GRACE_SECONDS = 5
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-APPROVALS_UNAVAILABLE = "requires human approval (approvals not available yet)"
 HISTORY_DEFAULT_LIMIT = 20
 HISTORY_MAX_LIMIT = 100
 # First poll interval, growth factor and cap of the adaptive wait (seconds).
@@ -67,6 +67,8 @@ class ExecRequest:
     timeout: float = DEFAULT_TIMEOUT_SECONDS
     env: dict[str, str] = field(default_factory=dict)
     idempotency_key: str | None = None
+    # Secrets to inject by name (issue 6); `$NAME` references in the command add to these.
+    secrets: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
         """Raises InvalidInput naming the offending field."""
@@ -98,6 +100,12 @@ class ExecRequest:
             or not 1 <= len(self.idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS
         ):
             raise InvalidInput(f"idempotency_key must be 1-{MAX_IDEMPOTENCY_KEY_CHARS} characters")
+        if not isinstance(self.secrets, list):
+            raise InvalidInput("secrets must be a list of secret names")
+        for name in self.secrets:
+            validate_secret_name(name)
+            if name in self.env:
+                raise InvalidInput(f"secrets: {name} is also given in env; a secret cannot be overridden")
 
 
 def validate_agent_ref(agent: Any) -> None:
@@ -217,6 +225,39 @@ class CommandService:
         self._signals = signals
         self._semantic_shield: Any = None
         self._shield_lock = threading.Lock()
+        self._approvals: Any = None
+
+    @property
+    def approvals(self) -> Any:
+        """The approval workflow (hard_ask), sharing this service's store and relay channel."""
+        if self._approvals is None:
+            from flowlink.approvals.dispatch import dispatch_approved_command
+            from flowlink.approvals.service import ApprovalService
+
+            self._approvals = ApprovalService(
+                self.settings,
+                store=self.store,
+                dispatcher=functools.partial(
+                    dispatch_approved_command, settings=self.settings, store=self.store, channel=self.channel
+                ),
+            )
+        return self._approvals
+
+    def _secret_names(self, org_id: str, relay_id: str, request: ExecRequest) -> list[str]:
+        """The secrets this exec injects: those named, plus `$NAME` references that exist for
+        the relay. A named secret that does not exist fails the call before anything runs."""
+        referenced = referenced_secret_names(request.command) - set(request.env)
+        if not request.secrets and not referenced:
+            return []
+        vault = Vault(self.settings, self.store)
+        available = vault.names_for(org_id, relay_id)
+        missing = sorted(set(request.secrets) - available)
+        if missing:
+            raise SecretNotFound(
+                f"secret(s) {', '.join(missing)} do not exist for this agent (deleted, or never encrypted "
+                "for it): nothing was run"
+            )
+        return sorted(set(request.secrets) | (referenced & available))
 
     def _analyze(self, command: str, context: Any) -> Any:
         """Gateway Shield: levels 1, 3 and 4; level 2 too when FLOWLINK_SEMANTIC=1 (model installed)."""
@@ -287,8 +328,8 @@ class CommandService:
         """Judge and run one command; returns the command view (finished or still running).
 
         Raises InvalidInput, PermissionDenied, AgentNotFound, AgentOffline (record marked
-        failed), CommandDenied (gateway Shield deny, nothing dispatched), ApprovalRequired
-        (hard_ask, nothing dispatched) and Conflict (idempotency key reused for another command).
+        failed), CommandDenied (gateway Shield deny, nothing dispatched), SecretNotFound, and
+        Conflict (idempotency key reused for another command).
         """
         require_scope(auth, SCOPE_AGENT)
         request.validate()
@@ -327,6 +368,7 @@ class CommandService:
             "gateway_verdict": verdict,
             "decision": decision,
             "created_at": utc_now_iso(),
+            "secret_names": self._secret_names(auth.org_id, agent.relay_id, request) or None,
         }
 
         if decision == shield.Decision.DENY.value:
@@ -341,17 +383,7 @@ class CommandService:
                 extra={"command_id": command_id, "verdict": _short_verdict(verdict)},
             )
         if decision == shield.Decision.HARD_ASK.value:
-            if self._create(record_fields, status="failed", error=APPROVALS_UNAVAILABLE) is None:
-                return self._replay(
-                    self.store.get_command(auth.org_id, command_id), request.command, request.timeout
-                )
-            audit.append_event(
-                auth.org_id, "exec.denied", {**base, "note": APPROVALS_UNAVAILABLE}, actor=auth.actor()
-            )
-            raise ApprovalRequired(
-                f"{APPROVALS_UNAVAILABLE}; Shield reasons: " + "; ".join(verdict.get("reasons") or []),
-                extra={"command_id": command_id, "verdict": _short_verdict(verdict)},
-            )
+            return self._request_approval(auth, record_fields, request, verdict, base)
 
         record, created = self._dispatch(auth, agent, record_fields, env=request.env, audit_fields=base)
         if not created:
@@ -376,9 +408,53 @@ class CommandService:
                     "verdict": _short_verdict(existing.gateway_verdict),
                 },
             )
-        if existing.status == "failed" and existing.error == APPROVALS_UNAVAILABLE:
-            raise ApprovalRequired(APPROVALS_UNAVAILABLE, extra={"command_id": existing.command_id})
+        if existing.status == "pending_approval":
+            return self._pending_view(existing)
         return self.wait(existing.org_id, existing, timeout)
+
+    def _request_approval(
+        self, auth: AuthContext, fields: dict[str, Any], request: ExecRequest, verdict: dict, audit_fields: dict
+    ) -> dict[str, Any]:
+        """hard_ask: store the command as pending_approval, start the approval, return at once.
+
+        Env values wait on the record (like any undelivered command) until dispatch.
+        """
+        record = self._create(fields, status="pending_approval", pending_env=request.env or None)
+        if record is None:
+            return self._replay(self.store.get_command(auth.org_id, fields["command_id"]), request.command, request.timeout)
+        audit.append_event(auth.org_id, "exec.pending_approval", audit_fields, actor=auth.actor())
+        org = self.store.get_org(auth.org_id)
+        try:
+            approval = self.approvals.request(org=org, command=record, verdict=verdict, requested_by=auth.key_id)
+        except Exception:
+            # Fail closed: without a running approval the command can never be approved.
+            self.store.transition_command(
+                record.command_id, ["pending_approval"], "failed", remove=["pending_env"],
+                error="approval could not be started; not run", completed_at=utc_now_iso(),
+            )
+            raise
+        self.store.transition_command(
+            record.command_id, ["pending_approval"], "pending_approval", approval_id=approval.approval_id
+        )
+        return self._pending_view(self.store.get_command(auth.org_id, record.command_id))
+
+    def _pending_view(self, record: Any) -> dict[str, Any]:
+        view = command_view(record)
+        approval = None
+        if record.approval_id:
+            try:
+                approval = self.approvals.get(record.org_id, record.approval_id)
+            except NotFound:
+                approval = None
+        expires = f", expires {approval.expires_at}" if approval is not None else ""
+        view["approval_id"] = record.approval_id
+        view["message"] = (
+            f"waiting for human approval (approval {record.approval_id}{expires}); it has not run. "
+            f"Get the result later with the history tool (agent={record.relay_id!r}, command_id={record.command_id!r}) "
+            "or by calling exec again with the same idempotency_key. Approvers decide in Telegram, with the "
+            f"approve tool, or `flowlink approve {record.approval_id}`."
+        )
+        return view
 
     def _audit_fields(
         self, auth: AuthContext, agent: Any, command_id: str, command: str, verdict: dict[str, Any]

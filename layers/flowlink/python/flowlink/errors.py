@@ -99,13 +99,6 @@ class CommandDenied(FlowLinkError):
     http_status = 403
 
 
-class ApprovalRequired(FlowLinkError):
-    """Shield decided hard_ask; approvals (issue 4) are not available, so nothing was dispatched."""
-
-    code = "approval_required"
-    http_status = 403
-
-
 class PathDenied(FlowLinkError):
     code = "path_denied"
     http_status = 403

@@ -118,7 +118,7 @@ def sign_envelope(
     env: dict[str, str] | None = None,
     gateway_verdict: dict[str, Any] | None = None,
     grant: str | None = None,
-    secrets_refs: list[str] | None = None,
+    secrets: dict[str, dict[str, Any]] | None = None,
     now: float | None = None,
     ttl: int = ENVELOPE_TTL_SECONDS,
 ) -> str:
@@ -145,8 +145,9 @@ def sign_envelope(
         claims["path"] = path
     if grant is not None:
         claims["grant"] = grant
-    if secrets_refs:
-        claims["secrets"] = list(secrets_refs)
+    if secrets:
+        # Ciphertext documents sealed to this relay's key; only the relay can open them.
+        claims["secrets"] = dict(secrets)
     return jwt.encode(claims, private_key, algorithm=ENVELOPE_ALGORITHM)
 
 

@@ -524,7 +524,9 @@ def _on_sync(store: Store, settings: Settings, channel: RelayChannel, connection
     resent: list[str] = []
     cutoff = time.time() - RESYNC_MAX_AGE_SECONDS
     for record in store.list_pending_commands(connection.org_id, connection.relay_id):
-        created = datetime.strptime(record.created_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        # Age counts from dispatch: a hard_ask command may wait long for its approval first.
+        sent_at = record.dispatched_at or record.created_at
+        created = datetime.strptime(sent_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
         if created.timestamp() < cutoff:
             store.transition_command(
                 record.command_id,
@@ -561,7 +563,19 @@ def sign_command_envelope(settings: Settings, record: Any, *, env: dict[str, str
             "reasons": verdict.get("reasons", []),
         },
         grant=getattr(record, "grant", None),
+        secrets=_secret_ciphertexts(settings, record),
     )
+
+
+def _secret_ciphertexts(settings: Settings, record: Any) -> dict[str, Any] | None:
+    """The sealed documents of the secrets a command names, fetched at signing time so a
+    secret deleted meanwhile makes the command fail (SecretNotFound) instead of running."""
+    names = getattr(record, "secret_names", None)
+    if not names:
+        return None
+    from flowlink.vault import Vault
+
+    return Vault(settings).ciphertexts_for(record.org_id, record.relay_id, names)
 
 
 def _command_id(message: dict) -> str:

@@ -97,10 +97,16 @@ class SecretSummary:
 class Vault:
     """Ciphertext storage per org. Every method is scoped by org_id."""
 
-    def __init__(self, settings: Settings, store: Store):
+    def __init__(self, settings: Settings, store: Store | None = None):
         self.settings = settings
-        self.store = store
+        self._store = store
         self.model = secret_model(settings)
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.settings)
+        return self._store
 
     def _relay(self, org_id: str, relay_ref: str) -> Any:
         relay = self.store.get_agent(org_id, relay_ref)
@@ -183,6 +189,10 @@ class Vault:
         audit.append_event(org_id, "secret.deleted", {"name": name, "relay_id": relay_id, "count": deleted},
                            actor=actor.actor())
         return deleted
+
+    def names_for(self, org_id: str, relay_id: str) -> set[str]:
+        """Names of the secrets that exist for one relay."""
+        return {item.name for item in self.model.query(org_id) if item.relay_id == relay_id}
 
     def ciphertexts_for(self, org_id: str, relay_id: str, names: set[str] | list[str]) -> dict[str, dict[str, Any]]:
         """The documents the relay will open at run time; SecretNotFound names what is missing."""

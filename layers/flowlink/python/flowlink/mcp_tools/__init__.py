@@ -13,4 +13,8 @@ TOOL_MODULES: list[str] = [
     "flowlink.mcp_tools.list_tool",
     "flowlink.mcp_tools.read_tool",
     "flowlink.mcp_tools.history_tool",
+    "flowlink.mcp_tools.approve_tool",
+    "flowlink.mcp_tools.audit_tool",
+    "flowlink.mcp_tools.secrets_tool",
+    "flowlink.mcp_tools.fingerprint_tool",
 ]

@@ -79,7 +79,11 @@ def _build_models(table_prefix: str, region: str) -> Models:
         name = UnicodeAttribute()
         plan = UnicodeAttribute(default="free")
         approvers = ListAttribute(null=True)
-        approval_timeout_seconds = NumberAttribute(default=900)
+        # Org approval settings (issue 4): approvers are maps such as
+        # {"name": "alice", "telegram_user_id": 42}; 2 approvals make a two-person rule.
+        approval_timeout_seconds = NumberAttribute(default=600)
+        approvals_required = NumberAttribute(default=1)
+        notification_channels = ListAttribute(null=True)
         refuse_drifted_relays = BooleanAttribute(default=False)
         created_at = UnicodeAttribute()
 
@@ -184,6 +188,11 @@ def _build_models(table_prefix: str, region: str) -> Models:
         # Approval grant (issue 4) a hard_ask command carries once approved; signed into
         # the envelope, also when a sync re-sends it.
         grant = UnicodeAttribute(null=True)
+        # hard_ask: the approval this command waits for (issue 4).
+        approval_id = UnicodeAttribute(null=True)
+        # Names of the secrets injected at run time (issue 6); never values. The relay gets
+        # their ciphertexts, sealed to its own key, in the envelope.
+        secret_names = ListAttribute(null=True)
         idempotency_key = UnicodeAttribute(null=True)
         requested_by = UnicodeAttribute(null=True)
         requested_by_name = UnicodeAttribute(null=True)
