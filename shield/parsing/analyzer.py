@@ -291,18 +291,28 @@ class Analyzer:
         self.nodes = 0
         self.tree_depth = 0
         self.exhausted = False
-        self.parser = _parser()
-        user = self.home.rstrip("/").rsplit("/", 1)[-1] or "root"
-        self.env = {
-            "HOME": self.home,
-            "PATH": _DEFAULT_PATH,
-            "IFS": " \t\n",
-            "SHELL": "/bin/bash",
-            "USER": user,
-            "LOGNAME": user,
-            "PWD": cwd or self.home,
-            "TMPDIR": "/tmp",
-        }
+        self._env: dict[str, str] | None = None
+
+    @property
+    def parser(self) -> tree_sitter.Parser:
+        return _parser()
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment assumed for variables the input does not set (built on first use)."""
+        if self._env is None:
+            user = self.home.rstrip("/").rsplit("/", 1)[-1] or "root"
+            self._env = {
+                "HOME": self.home,
+                "PATH": _DEFAULT_PATH,
+                "IFS": " \t\n",
+                "SHELL": "/bin/bash",
+                "USER": user,
+                "LOGNAME": user,
+                "PWD": self.cwd or self.home,
+                "TMPDIR": "/tmp",
+            }
+        return self._env
 
     # ------------------------------------------------------------------ entry points
 
@@ -1744,12 +1754,11 @@ class Analyzer:
             stdout = Stream(None, stdout.network, stdout.decoders)
         outcome = _Outcome(stdout, command, render)
 
-        child_ctx_base = ctx.derive(depth=ctx.depth + 1, obf=tuple(obf))
-        for var, value in (env_assignments or {}).items():
-            if var in _EXEC_VARIABLES and isinstance(value, str) and value:
-                self.parse_text(
-                    value.lstrip("|"), child_ctx_base.derive(depth=ctx.depth, origin="interpreter")
-                )
+        if env_assignments:
+            for var, value in env_assignments.items():
+                if var in _EXEC_VARIABLES and isinstance(value, str) and value:
+                    # GIT_SSH_COMMAND='...' git fetch: the variable's value is run as a command.
+                    self.parse_text(value.lstrip("|"), ctx.derive(obf=tuple(obf), origin="interpreter"))
 
         if path is not None and self._written(path) is not None:
             written = self._written(path)
@@ -2419,6 +2428,12 @@ _UNRESOLVED = object()
 
 def _fast_statements(text: str):
     """[[(argv, name_quoted, raw), ...] per pipeline] for fast-path input, or None to use tree-sitter."""
+    if "'" not in text and '"' not in text and ";" not in text and "|" not in text and "&" not in text:
+        # The commonest case, one command of plain words: no tokenizer needed.
+        argv = text.split()
+        if not argv or "=" in argv[0] or argv[0] in _RESERVED_FIRST:
+            return None
+        return [[(argv, False, text)]]
     statements = []
     pipeline = []
     words_now: list[str] = []
