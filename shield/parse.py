@@ -41,6 +41,9 @@ def _decode_input(command: str | bytes, result_flags: set[str]) -> str:
             result_flags.add("binary")
     else:
         text = "" if command is None else str(command)
+    if "\r" in text:
+        # CRLF from Windows clients: judge `rm -rf /\r\n` as the rm -rf / it was meant to be.
+        text = text.replace("\r\n", "\n")
     if "\x00" in text:
         result_flags.add("binary")
         # bash drops NUL bytes from its input, so r\0m still runs rm: remove them the same way.

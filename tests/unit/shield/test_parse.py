@@ -682,6 +682,11 @@ def test_parse_nul_inside_name_is_removed() -> None:
     assert "binary" in result.flags
 
 
+def test_parse_crlf_line_endings() -> None:
+    result = parse("cd /tmp\r\nrm -rf /\r\n")
+    assert _find(result, "rm").args == ["-rf", "/"]
+
+
 def test_parse_bytes_input_accepted() -> None:
     assert parse(b"ls -la").commands[0].argv == ["ls", "-la"]
 
