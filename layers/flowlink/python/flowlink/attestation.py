@@ -11,9 +11,9 @@ per process; the relay measures itself at start and reports it in ``hello``.
 
 An org's **baseline** (one per component) is kept in the audit table under the partition
 ``attestation#<org_id>`` (``seq`` 0), apart from every chain, and each change of it is an
-audit event (``attestation.baseline_set``). REST routes (``router``, mounted by the audit
-router): ``GET /api/v1/attestation/report``, ``GET|POST /api/v1/attestation/policy``,
-``POST /api/v1/attestation/verify``.
+audit event (``attestation.baseline_set``). The REST routes live in
+``flowlink.audit.attestation_api`` so the relay, which imports this module to measure
+itself, never loads the web stack.
 """
 
 from __future__ import annotations
@@ -27,16 +27,11 @@ import platform
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-import anyio
-from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
-
-from flowlink import audit
 from flowlink.audit.canonical import canonical_json
 from flowlink.audit.chain import utc_now_iso
-from flowlink.errors import Conflict, InvalidInput, NotFound
+from flowlink.errors import Conflict, InvalidInput
 from flowlink.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -143,6 +138,8 @@ def _policy_key(org_id: str) -> dict[str, Any]:
 
 
 def load_policy(settings: Settings, org_id: str) -> dict[str, Any]:
+    from flowlink import audit
+
     store = audit.store_for(settings)
     item = store.client.get_item(TableName=store.table, Key=_policy_key(org_id), ConsistentRead=True).get("Item")
     if not item:
@@ -160,6 +157,8 @@ def save_baseline(settings: Settings, org_id: str, component: str, measurement: 
         raise InvalidInput(f"component must be one of {', '.join(COMPONENTS)}")
     if not isinstance(measurement, dict) or not isinstance(measurement.get("files"), dict):
         raise InvalidInput("measurement must be an object with a 'files' map")
+    from flowlink import audit
+
     policy = load_policy(settings, org_id)
     baseline = {"files": measurement["files"], "digest": measurement.get("digest"), "captured_at": utc_now_iso(),
                 "python": measurement.get("python")}
@@ -178,115 +177,3 @@ def relay_drift(settings: Settings, org_id: str, attestation: dict[str, Any] | N
     ``refuse_drifted_relays`` is set)."""
     baseline = load_policy(settings, org_id).get("relay")
     return compare(baseline, attestation) if baseline else None
-
-
-# --- REST -------------------------------------------------------------------------------
-
-router = APIRouter(prefix="/api/v1/attestation", tags=["attestation"])
-
-
-def _deps():
-    from flowlink.auth import SCOPE_ADMIN, AuthContext
-    from flowlink.gateway.deps import get_runtime, require_key
-
-    return SCOPE_ADMIN, AuthContext, get_runtime, require_key
-
-
-_SCOPE_ADMIN, _AuthContext, _get_runtime, _require_key = _deps()
-AnyKey = Annotated[_AuthContext, Depends(_require_key())]
-AdminKey = Annotated[_AuthContext, Depends(_require_key(_SCOPE_ADMIN))]
-
-
-class PolicyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    component: Literal["gateway", "relay"]
-    relay_id: str | None = Field(None, description="capture from this relay's last reported measurement")
-    measurement: dict[str, Any] | None = Field(None, description="capture this measurement instead")
-
-
-class VerifyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    component: Literal["gateway", "relay"]
-    relay_id: str | None = None
-    measurement: dict[str, Any] | None = None
-
-
-def _relay_measurement(runtime: Any, org_id: str, relay_id: str | None) -> dict[str, Any] | None:
-    if not relay_id:
-        raise InvalidInput("relay_id is required for component 'relay' without a measurement")
-    record = runtime.store.get_agent(org_id, relay_id)
-    if record is None:
-        raise NotFound(f"no relay {relay_id} in this org")
-    return record.attestation
-
-
-def _measurement_for(runtime: Any, org_id: str, body: PolicyRequest | VerifyRequest) -> dict[str, Any] | None:
-    if body.measurement is not None:
-        return body.measurement
-    if body.component == "gateway":
-        return gateway_measurement()
-    return _relay_measurement(runtime, org_id, body.relay_id)
-
-
-def _summary(baseline: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not baseline:
-        return None
-    return {"digest": baseline.get("digest"), "captured_at": baseline.get("captured_at"),
-            "files": baseline.get("files", {})}
-
-
-@router.get("/report")
-async def report(request: Request, auth: AnyKey) -> dict[str, Any]:
-    runtime = _get_runtime(request)
-
-    def build() -> dict[str, Any]:
-        policy = load_policy(runtime.settings, auth.org_id)
-        gateway = gateway_measurement()
-        relays = []
-        for record in runtime.store.list_agents(auth.org_id):
-            reported = record.attestation if isinstance(record.attestation, dict) else None
-            status = compare(policy["relay"], reported)["status"] if policy.get("relay") else None
-            relays.append({"relay_id": record.relay_id, "name": record.name,
-                           "digest": (reported or {}).get("digest"),
-                           "measured_at": (reported or {}).get("measured_at"), "status": status})
-        return {
-            "gateway": {"digest": gateway["digest"], "measured_at": gateway["measured_at"],
-                        "files": len(gateway["files"]),
-                        "status": compare(policy["gateway"], gateway)["status"] if policy.get("gateway") else None},
-            "relays": relays,
-        }
-
-    return await anyio.to_thread.run_sync(build)
-
-
-@router.get("/policy")
-async def get_policy(request: Request, auth: AnyKey) -> dict[str, Any]:
-    runtime = _get_runtime(request)
-    policy = await anyio.to_thread.run_sync(lambda: load_policy(runtime.settings, auth.org_id))
-    return {component: _summary(policy.get(component)) for component in COMPONENTS}
-
-
-@router.post("/policy", status_code=201)
-async def set_policy(body: PolicyRequest, request: Request, auth: AdminKey) -> dict[str, Any]:
-    runtime = _get_runtime(request)
-
-    def capture() -> dict[str, Any]:
-        measurement = _measurement_for(runtime, auth.org_id, body)
-        if measurement is None:
-            raise Conflict("that relay has not reported a measurement yet")
-        baseline = save_baseline(runtime.settings, auth.org_id, body.component, measurement, auth.actor())
-        return {"component": body.component, "digest": baseline["digest"], "files": len(baseline["files"]),
-                "captured_at": baseline["captured_at"]}
-
-    return await anyio.to_thread.run_sync(capture)
-
-
-@router.post("/verify")
-async def verify(body: VerifyRequest, request: Request, auth: AnyKey) -> dict[str, Any]:
-    runtime = _get_runtime(request)
-
-    def check() -> dict[str, Any]:
-        baseline = load_policy(runtime.settings, auth.org_id).get(body.component)
-        return {"component": body.component, **compare(baseline, _measurement_for(runtime, auth.org_id, body))}
-
-    return await anyio.to_thread.run_sync(check)

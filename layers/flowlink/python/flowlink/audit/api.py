@@ -132,7 +132,7 @@ async def export(request: Request, auth: ReviewerKey, format: str = "jsonl") -> 
 def _mount_attestation() -> None:
     # The gateway includes this router only (flowlink.gateway.ROUTERS); attestation's routes
     # (RFC-002 layer 2) ride along under /api/v1/attestation.
-    from flowlink.attestation import router as attestation_router
+    from flowlink.audit.attestation_api import router as attestation_router
 
     for route in attestation_router.routes:
         router.routes.append(route)
