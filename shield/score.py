@@ -187,7 +187,9 @@ def _add_semantic(data: ScoreInput, add, has_risky_rule: bool, running: int) -> 
     """
     if not data.intents:
         return
-    best = max(data.intents, key=lambda i: (i.similarity, i.intent))
+    # intents() lists the riskiest part of a chained command first: `ls ; rm -rf /` must be
+    # judged by the rm, not by the ls that matches read_files more closely.
+    best = data.intents[0]
     similarity = best.similarity
     if similarity < SEMANTIC_MIN_SIMILARITY:
         return

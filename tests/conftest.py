@@ -103,14 +103,19 @@ def moto_endpoint() -> Iterator[str]:
     if external:
         yield external
         return
-    from moto.server import ThreadedMotoServer
+    import threading
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    from flowlink.local.serialized import serialized_moto_server
+
+    # DynamoDB requests are serialized as in the local stack, so conditions are atomic.
+    server = serialized_moto_server("127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.server_port
     # Step Functions executions call back to the server on $MOTO_PORT (DESIGN §4).
     os.environ["MOTO_PORT"] = str(port)
     try:
-        yield f"http://{host}:{port}"
+        yield f"http://127.0.0.1:{port}"
     finally:
-        server.stop()
+        server.shutdown()
+        thread.join()

@@ -28,7 +28,9 @@ from flowlink.local.harness import (
 pytestmark = pytest.mark.e2e
 
 MODES = {"auto": "2026-07-28", "legacy": "2025-11-25"}
-EXPECTED_TOOLS = {"exec", "health", "sysinfo", "agents", "list", "read", "history"}
+EXPECTED_TOOLS = {
+    "exec", "health", "sysinfo", "agents", "list", "read", "history", "approve", "audit", "secrets", "fingerprint",
+}
 
 
 @pytest.fixture(scope="module")

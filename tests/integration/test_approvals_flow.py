@@ -56,12 +56,14 @@ def stack(tmp_path_factory):
     """Own moto server with Step Functions execution on and the Lambda bridge installed."""
     import os
 
-    from moto.server import ThreadedMotoServer
+    import threading
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
+    from flowlink.local.serialized import serialized_moto_server
+
+    server = serialized_moto_server("127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_port
+    endpoint = f"http://127.0.0.1:{port}"
     saved = {k: os.environ.get(k) for k in ("MOTO_PORT", "AWS_ENDPOINT_URL")}
     os.environ["MOTO_PORT"] = str(port)
     enable_stepfunctions_execution(endpoint)
@@ -78,7 +80,7 @@ def stack(tmp_path_factory):
     telegram = FakeTelegram().start()
     yield {"endpoint": endpoint, "prefix": prefix, "machine": machine, "telegram": telegram, "report": report}
     telegram.stop()
-    server.stop()
+    server.shutdown()
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)

@@ -17,7 +17,9 @@ pytestmark = pytest.mark.integration
 
 MODERN = "2026-07-28"
 LEGACY = "2025-06-18"
-EXPECTED_TOOLS = {"exec", "health", "sysinfo", "agents", "list", "read", "history"}
+EXPECTED_TOOLS = {
+    "exec", "health", "sysinfo", "agents", "list", "read", "history", "approve", "audit", "secrets", "fingerprint",
+}
 
 
 async def _with_client(url: str, key: str, mode: str, action):
@@ -87,6 +89,7 @@ def test_mcp_serves_both_protocol_generations(live_gateway, mode, negotiated):
         "timeout",
         "env",
         "idempotency_key",
+        "secrets",
     }
     assert health.is_error is False
     assert health.structured_content["gateway"]["status"] == "ok"

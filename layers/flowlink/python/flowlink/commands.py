@@ -180,6 +180,7 @@ def command_view(record: Any) -> dict[str, Any]:
         "created_at": record.created_at,
         "completed_at": record.completed_at,
         "verdict": combined_verdict(record.gateway_verdict, record.relay_verdict),
+        "approval_id": getattr(record, "approval_id", None),
     }
 
 

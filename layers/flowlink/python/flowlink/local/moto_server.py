@@ -51,9 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.lambda_bridge:
         _install_lambda_bridge(args.lambda_bridge, args.stack_name)
 
-    from moto.server import ThreadedMotoServer
+    from flowlink.local.serialized import serialized_moto_server
 
-    server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -63,13 +62,17 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     try:
-        server.start()
+        # DynamoDB requests one at a time, so conditional writes are atomic as on AWS.
+        server = serialized_moto_server(args.host, args.port)
     except OSError as exc:
         logger.error("cannot listen on %s:%d: %s", args.host, args.port, exc)
         return 2
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
     logger.info("moto listening on http://%s:%d", args.host, args.port)
     stop.wait()
-    server.stop()
+    server.shutdown()
+    thread.join()
     return 0
 
 

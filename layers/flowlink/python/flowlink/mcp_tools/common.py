@@ -68,7 +68,8 @@ class CommandResult(BaseModel):
     cwd: str | None = None
     status: str = Field(
         description="completed, refused, timeout, failed or denied; running while still going "
-        "(history also shows dispatched: sent but not yet acknowledged by the relay)"
+        "(history also shows dispatched: sent but not yet acknowledged by the relay); pending_approval "
+        "while a hard_ask command waits for a human (see approval_id and message)"
     )
     exit_code: int | None = None
     stdout: str = ""
@@ -81,6 +82,7 @@ class CommandResult(BaseModel):
     completed_at: str | None = None
     verdict: CombinedVerdict
     message: str | None = Field(None, description="how to get the result when the command is still running")
+    approval_id: str | None = Field(None, description="hard_ask: the approval this command waits for")
 
 
 class AgentInfo(BaseModel):

@@ -39,6 +39,11 @@ def register(server: MCPServer, runtime) -> None:
             Field(description="seconds before the relay kills the command", ge=1, le=MAX_TIMEOUT_SECONDS),
         ] = DEFAULT_TIMEOUT_SECONDS,
         env: Annotated[dict[str, str] | None, Field(description="extra environment variables")] = None,
+        secrets: Annotated[
+            list[str] | None,
+            Field(description="names of encrypted secrets to inject as environment variables "
+                  "(referencing $NAME in the command also injects it); values are never shown"),
+        ] = None,
         idempotency_key: Annotated[
             str | None, Field(description="same key + same command = same single execution", max_length=128)
         ] = None,
@@ -51,6 +56,7 @@ def register(server: MCPServer, runtime) -> None:
             timeout=timeout,
             env=dict(env or {}),
             idempotency_key=idempotency_key,
+            secrets=list(secrets or []),
         )
         view = await call_domain(runtime.commands.exec, auth, request)
         if view["status"] == "refused":
