@@ -253,7 +253,15 @@ def test_ws_hello_with_another_signing_key_is_an_identity_mismatch(live_gateway,
         wait_for(lambda: any(a.get("code") == "identity_mismatch" for a in relay.answers))
         wait_for(lambda: relay._thread is not None and not relay._thread.is_alive())
         agent = live_gateway.stack.store.get_agent(org["org_id"], relay.identity["relay_id"])
-        assert agent.status == "offline"
+        assert agent.status == "offline" and agent.flagged == "identity_mismatch"
+    finally:
+        relay.close()
+    # Flagged until re-enrolled: even the right key is refused now.
+    relay.answers.clear()
+    relay.connect()
+    try:
+        wait_for(lambda: any(a.get("code") == "relay_flagged" for a in relay.answers))
+        assert not relay.wait_welcome(timeout=1)
     finally:
         relay.close()
 
@@ -379,3 +387,23 @@ def test_local_management_api_tracks_connections_like_api_gateway(live_gateway, 
         with pytest.raises(ClientError) as gone:
             call()
         assert gone.value.response["Error"]["Code"] == "GoneException"
+
+
+def test_ws_drifted_relay_is_recorded_and_refused_when_the_org_says_so(live_gateway, make_relay):
+    from flowlink.attestation import save_baseline
+
+    org = live_gateway.stack.org("drift")
+    settings = live_gateway.stack.settings
+    save_baseline(settings, org["org_id"], "relay", {"files": {"edge_relay/daemon.py": "0" * 64}, "digest": "d"}, None)
+    org_record = live_gateway.stack.store.get_org(org["org_id"])
+    org_record.refuse_drifted_relays = True
+    org_record.save()
+    relay = make_relay(org)
+    relay.enroll()
+    relay.connect()  # reports no measurement at all: drift from the baseline
+    try:
+        wait_for(lambda: any(a.get("code") == "attestation_drift" for a in relay.answers))
+        agent = live_gateway.stack.store.get_agent(org["org_id"], relay.identity["relay_id"])
+        assert agent.flagged == "attestation_drift" and agent.status == "offline"
+    finally:
+        relay.close()

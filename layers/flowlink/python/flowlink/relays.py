@@ -28,6 +28,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+from flowlink import attestation as attestation_module
 from flowlink import audit, relay_protocol
 from flowlink.auth import AuthContext, hash_secret
 from flowlink.errors import (
@@ -468,28 +469,47 @@ def _on_hello(
     record = store.get_agent(connection.org_id, connection.relay_id)
     if record is None:
         return _answer(channel, connection.connection_id, _error("unknown_relay", "relay no longer enrolled"))
+    if record.flagged:
+        return _refuse(
+            store, channel, connection, record,
+            "relay_flagged", f"relay is flagged ({record.flagged}); an admin must re-enroll it",
+        )
     presented_key = message.get("signing_public_key")
     if record.signing_public_key and presented_key != record.signing_public_key:
+        store.flag_agent(record, "identity_mismatch")
         audit.append_event(
             connection.org_id,
             "relay.identity_mismatch",
             {"relay_id": record.relay_id, "connection_id": connection.connection_id},
             actor={"type": "relay", "relay_id": record.relay_id},
         )
-        answer = _answer(
-            channel,
-            connection.connection_id,
-            _error("identity_mismatch", "signing key differs from the enrolled one"),
+        return _refuse(
+            store, channel, connection, record,
+            "identity_mismatch", "signing key differs from the enrolled one; the relay is flagged until re-enrolled",
         )
-        store.mark_agent_offline(record.relay_id, connection.connection_id, utc_now_iso())
-        channel.close(connection.connection_id)
-        return answer
     facts = message.get("facts")
     if facts is not None and (not isinstance(facts, dict) or len(json.dumps(facts)) > MAX_FACTS_BYTES):
         raise InvalidInput(f"facts must be a JSON object of at most {MAX_FACTS_BYTES} bytes")
     attestation = message.get("attestation")
     if attestation is not None and not isinstance(attestation, dict):
         raise InvalidInput("attestation must be an object or null")
+    drift = attestation_module.relay_drift(settings, connection.org_id, attestation)
+    if drift is not None and drift.get("status") == "TAMPERED":
+        org = store.get_org(connection.org_id)
+        refuse = bool(getattr(org, "refuse_drifted_relays", False))
+        audit.append_event(
+            connection.org_id,
+            "relay.attestation_drift",
+            {"relay_id": record.relay_id, "refused": refuse, "changed": drift.get("changed", []),
+             "added": drift.get("added", []), "removed": drift.get("removed", [])},
+            actor={"type": "relay", "relay_id": record.relay_id},
+        )
+        if refuse:
+            store.flag_agent(record, "attestation_drift")
+            return _refuse(
+                store, channel, connection, record,
+                "attestation_drift", "relay code differs from the org's attested baseline; refused",
+            )
     version = message.get("version")
     hostname = (facts or {}).get("hostname") if isinstance((facts or {}).get("hostname"), str) else None
     store.mark_agent_online(
@@ -504,6 +524,13 @@ def _on_hello(
     return _answer(
         channel, connection.connection_id, {"type": relay_protocol.TYPE_WELCOME, "server_time": utc_now_iso()}
     )
+
+
+def _refuse(store: Store, channel: RelayChannel, connection: Any, record: Any, code: str, detail: str) -> dict:
+    answer = _answer(channel, connection.connection_id, _error(code, detail))
+    store.mark_agent_offline(record.relay_id, connection.connection_id, utc_now_iso())
+    channel.close(connection.connection_id)
+    return answer
 
 
 def _on_heartbeat(

@@ -20,6 +20,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("crypto_cmd", "keygen, encrypt, decrypt"),
     ("secrets_cmd", "secrets"),
     ("approvals_cmd", "approve, deny, approvals, telegram"),
+    ("audit_cmd", "audit"),
 ]
 
 EXIT_USAGE = 2

@@ -20,7 +20,9 @@ class FingerprintResult(BaseModel):
     encryption_key_fingerprint: str | None = Field(None, description="X25519 key secrets are encrypted to")
     signing_key_fingerprint: str | None = Field(None, description="Ed25519 identity key")
     enrolled_at: str | None = None
-    identity_flagged: bool = Field(False, description="the relay presented another key; re-enroll to clear")
+    identity_flagged: bool = Field(
+        False, description="refused until re-enrolled (presented another key, or its code drifted)"
+    )
     facts: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -43,7 +45,7 @@ def _describe(runtime, auth, agent: str) -> dict[str, Any]:
         "encryption_key_fingerprint": _fingerprint(record.box_public_key),
         "signing_key_fingerprint": _fingerprint(record.signing_public_key),
         "enrolled_at": record.enrolled_at,
-        "identity_flagged": record.status == "identity_mismatch",
+        "identity_flagged": getattr(record, "flagged", None) is not None,
         "facts": dict(record.facts or {}),
     }
 

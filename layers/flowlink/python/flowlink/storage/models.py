@@ -136,6 +136,10 @@ def _build_models(table_prefix: str, region: str) -> Models:
         enrolled_at = UnicodeAttribute()
         version = UnicodeAttribute(null=True)
         attestation = JSONAttribute(null=True)
+        # Why the relay is refused until an admin re-enrolls it: "identity_mismatch" (it
+        # presented another signing key) or "attestation_drift" (its code changed and the
+        # org refuses drifted relays). A drift the org tolerates is only recorded in audit.
+        flagged = UnicodeAttribute(null=True)
         by_org = AgentsByOrg()
 
     class Connection(Model):

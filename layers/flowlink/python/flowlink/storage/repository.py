@@ -173,6 +173,10 @@ class Store:
     def list_agents(self, org_id: str) -> list[Any]:
         return list(self.models.agents.by_org.query(org_id))
 
+    def flag_agent(self, record: Any, reason: str) -> None:
+        """Refuse this relay from now on, until an admin re-enrolls it (a new relay id)."""
+        record.update(actions=[self.models.agents.flagged.set(reason)])
+
     def mark_agent_online(self, record: Any, connection_id: str, now: str, **facts: Any) -> None:
         model = self.models.agents
         actions = [
