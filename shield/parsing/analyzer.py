@@ -318,6 +318,7 @@ class Analyzer:
     # ------------------------------------------------------------------ entry points
 
     def run(self, text: str) -> None:
+        text = _without_astral(text)
         if _FAST_PATH.match(text):
             statements = _fast_statements(text)
             if statements is not None:
@@ -375,6 +376,7 @@ class Analyzer:
             ctx = ctx.derive(depth=ctx.depth + 1)
         if "\\\n" in text:
             text = _join_continuations(text)
+        text = _without_astral(text)
         src = text.encode("utf-8", "replace")
         if len(src) > MAX_NESTED_SOURCE and not top:
             src = src[:MAX_NESTED_SOURCE]
@@ -2644,6 +2646,19 @@ _NESTING_CHARS = re.compile(rb"[(){}]")
 _COMMAND_BRACE = re.compile(
     rb"(^|[;&|\n(`]\s*|\$\(\s*)\{([^\s{}'\"$`\\,]*+,[^\s{}'\"$`\\]*+)\}(?=[\s;&|)]|$)"
 )
+
+
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+
+
+def _without_astral(text: str) -> str:
+    """Replace characters outside the BMP (4-byte UTF-8) with U+FFFD before tree-sitter sees them.
+
+    tree-sitter-bash 0.25 crashes the whole process (SIGSEGV) on `{` followed later by a 4-byte
+    UTF-8 sequence (upstream tree-sitter/tree-sitter-bash#337); one hostile command must not
+    take the gateway or relay down. Emoji in commit messages become U+FFFD, nothing else changes.
+    """
+    return _ASTRAL.sub("\ufffd", text) if _ASTRAL.search(text) else text
 
 
 _CONTINUATION_SCAN = re.compile(r"'[^']*'|\\\n|\\.|[^'\\]+|.", re.DOTALL)

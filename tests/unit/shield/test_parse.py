@@ -694,6 +694,17 @@ def test_parse_shell_reading_a_network_descriptor() -> None:
     assert "dynamic_code" in result.flags
 
 
+@pytest.mark.parametrize(
+    "command", ["{\U000e0000", "{\U00031860", "echo {a} '\U0001f600'", "\u00a7{\U000eda54K"]
+)
+def test_parse_astral_characters_do_not_reach_tree_sitter(command: str) -> None:
+    # tree-sitter-bash#337: `{` then a 4-byte UTF-8 character segfaults the process.
+    for _ in range(20):
+        result = parse(command)
+    assert "\ufffd" in result.normalized or not result.commands
+    assert result.source == command
+
+
 def test_parse_crlf_line_endings() -> None:
     result = parse("cd /tmp\r\nrm -rf /\r\n")
     assert _find(result, "rm").args == ["-rf", "/"]
