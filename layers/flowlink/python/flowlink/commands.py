@@ -34,6 +34,7 @@ from flowlink.errors import (
     NotFound,
     PathDenied,
 )
+from flowlink.org_settings import org_policy
 from flowlink.relays import CommandSignals, ConnectionGone, RelayChannel, sign_command_envelope
 from flowlink.settings import Settings
 from flowlink.storage import TERMINAL_STATUSES, Store, utc_now_iso
@@ -347,7 +348,12 @@ class CommandService:
 
         verdict = self._analyze(
             request.command,
-            shield.Context(agent=agent.name, cwd=request.cwd, host=shield.HostFacts(hostname=agent.hostname)),
+            shield.Context(
+                policy=org_policy(self.store, auth.org_id),
+                agent=agent.name,
+                cwd=request.cwd,
+                host=shield.HostFacts(hostname=agent.hostname),
+            ),
         ).to_dict()
         decision = verdict["decision"]
         base = self._audit_fields(auth, agent, command_id, request.command, verdict)
@@ -586,9 +592,10 @@ class CommandService:
             raise InvalidInput(f"unknown path operation {op!r}")
         validate_path(path)
         agent = self.resolve_agent(auth, agent_ref)
-        verdict = shield_paths.check_path(
-            op, path, shield.Context(agent=agent.name, host=shield.HostFacts(hostname=agent.hostname))
-        ).to_dict()
+        context = shield.Context(
+            policy=org_policy(self.store, auth.org_id), agent=agent.name, host=shield.HostFacts(hostname=agent.hostname)
+        )
+        verdict = shield_paths.check_path(op, path, context).to_dict()
         command_id = relay_protocol.new_command_id()
         audit_fields = {
             "command_id": command_id,

@@ -8,6 +8,7 @@ ROUTERS: list[str] = [
     "flowlink.audit.api:router",
     "flowlink.approvals.api:router",
     "flowlink.vault_api:router",
+    "flowlink.org_api:router",
 ]
 
 

@@ -225,10 +225,12 @@ class LocalStack:
                 "--lambda-bridge", str(self.template_path()), "--stack-name", self.config.stack_name]
         for plugin in self.config.moto_plugins:
             argv += ["--plugin", plugin]
-        self.aws = ManagedProcess("AWS emulator (moto)", argv, env=self._aws_child_env(),
+        self.aws_endpoint = f"http://{self.config.host}:{self.config.aws_port}"
+        # The state machine's Lambda tasks run inside the emulator's process (lambda_bridge),
+        # so it gets the gateway's settings: tables, this endpoint, the signing key, Telegram.
+        self.aws = ManagedProcess("AWS emulator (moto)", argv, env=self.gateway_env(),
                                   log_path=self.config.state_dir / "logs" / "moto.log")
         self.aws.start()
-        self.aws_endpoint = f"http://{self.config.host}:{self.config.aws_port}"
         deadline = time.monotonic() + self.config.startup_timeout
         while True:
             if not self.aws.alive():

@@ -84,6 +84,8 @@ def _build_models(table_prefix: str, region: str) -> Models:
         approval_timeout_seconds = NumberAttribute(default=600)
         approvals_required = NumberAttribute(default=1)
         notification_channels = ListAttribute(null=True)
+        # The org's Shield policy (YAML, docs/policy.md), validated before it is stored.
+        policy_text = UnicodeAttribute(null=True)
         refuse_drifted_relays = BooleanAttribute(default=False)
         created_at = UnicodeAttribute()
 

@@ -1,0 +1,35 @@
+"""REST routes for org settings: ``GET /api/v1/org/settings`` (any key of the org) and
+``PATCH /api/v1/org/settings`` (admin key): approvers, approvals required, approval timeout,
+notification channels, drift refusal and the Shield policy (YAML, validated on save)."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Body, Depends, Request
+
+from flowlink.errors import NotFound
+from flowlink.gateway.deps import AuthContext, get_runtime, require_key
+from flowlink.org_settings import settings_view, update_settings
+
+router = APIRouter()
+
+AnyKey = Annotated[AuthContext, Depends(require_key())]
+AdminKey = Annotated[AuthContext, Depends(require_key("admin"))]
+
+
+@router.get("/api/v1/org/settings")
+async def get_settings(request: Request, auth: AnyKey) -> dict[str, Any]:
+    store = get_runtime(request).store
+    org = await anyio.to_thread.run_sync(store.get_org, auth.org_id)
+    if org is None:
+        raise NotFound("org not found")
+    return settings_view(org)
+
+
+@router.patch("/api/v1/org/settings")
+async def patch_settings(request: Request, auth: AdminKey, changes: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    store = get_runtime(request).store
+    return await anyio.to_thread.run_sync(partial(update_settings, store, auth.org_id, changes, actor=auth.actor()))
