@@ -1367,6 +1367,7 @@ class Analyzer:
                     following is not None
                     and last is not None
                     and last.type == "number"
+                    and self._text(last, ctx).isdigit()
                     and last.end_byte == following.start_byte
                     and len(node.named_children) > 1
                 ):

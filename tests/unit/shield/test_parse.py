@@ -659,6 +659,11 @@ BAD_INPUT = [
     ("deep_sh_c", "sh -c " * 40 + "ls", set()),
     ("lone_surrogate", "echo \ud800", {"binary"}),
     ("many_commands", "echo hi; " * 20000, {"too_large", "truncated"}),
+    (
+        "base_number_before_redirect",
+        "c|$><~^c\t>:+c:%|+) }`5X2'1@c\t:$`m[|'`2,<#?/b:54|=610]b]6~5c2'c~#*$?{\n3#5x3>]",
+        {"parse_error"},
+    ),
 ]
 
 
@@ -666,6 +671,7 @@ BAD_INPUT = [
 def test_parse_bad_input_never_raises_and_is_flagged(command, flags) -> None:
     result = parse(command)
     assert isinstance(result, ParseResult)
+    assert not any("internal parser error" in error for error in result.errors), result.errors
     assert flags <= result.flags, result.flags
     assert isinstance(result.normalized, str)
 
