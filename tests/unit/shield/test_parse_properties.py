@@ -8,7 +8,7 @@ import base64
 import shlex
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shield.model import ParseResult
@@ -16,9 +16,6 @@ from shield.parse import parse
 
 pytestmark = pytest.mark.unit
 
-# Hypothesis's "explain" phase traces every line while replaying a failure; combined with the
-# tree-sitter extension it once crashed the interpreter, so failures are reported without it.
-_PHASES = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
 
 _WORD = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=12).filter(
     lambda w: not w.startswith("-") and w not in (".", "..")
@@ -110,7 +107,7 @@ _NEEDS_PLAIN_WORDS = {
 _NEEDS_ARGV = _ARGV_TO_ARGV | _NEEDS_PLAIN_WORDS | {"nohup"}
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow], phases=_PHASES)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=_NAMES, args=_ARGS, wrappers=st.lists(st.sampled_from(sorted(_WRAPPERS)), min_size=1, max_size=3))
 def test_parse_wrapped_command_is_always_found(name: str, args: list[str], wrappers: list[str]) -> None:
     command = " ".join([name, *args])
@@ -152,7 +149,9 @@ def test_parse_wrapped_command_is_always_found(name: str, args: list[str], wrapp
     assert found, (command, [c.argv for c in result.commands])
 
 
-@settings(max_examples=300, deadline=None, phases=_PHASES)
+# Arbitrary text found tree-sitter-bash#337 (`{` + a 4-byte UTF-8 character segfaults the
+# process); shield.parse now keeps such characters away from tree-sitter.
+@settings(max_examples=300, deadline=None)
 @given(st.text(max_size=300))
 def test_parse_never_raises_on_text(text: str) -> None:
     result = parse(text)
@@ -160,7 +159,7 @@ def test_parse_never_raises_on_text(text: str) -> None:
     assert isinstance(result.normalized, str)
 
 
-@settings(max_examples=200, deadline=None, phases=_PHASES)
+@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=300))
 def test_parse_never_raises_on_bytes(data: bytes) -> None:
     result = parse(data)
@@ -170,7 +169,7 @@ def test_parse_never_raises_on_bytes(data: bytes) -> None:
 _SHELLISH = st.text(alphabet="ab rm-/$(){}[]'\"`\\|&;<>*?~!#=\n", max_size=120)
 
 
-@settings(max_examples=300, deadline=None, phases=_PHASES)
+@settings(max_examples=300, deadline=None)
 @given(_SHELLISH)
 def test_parse_shell_punctuation_never_raises(text: str) -> None:
     result = parse(text)
