@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import boto3
 import pytest
-from flowlink import relay_protocol
+from flowlink import audit, relay_protocol
 from flowlink.approvals import runtime
 from flowlink.approvals.dispatch import dispatch_approved_command
 from flowlink.approvals.service import ApprovalNotFound, ApprovalService, Approver, approver_for_key
@@ -55,7 +55,6 @@ class RecordingChannel:
 def stack(tmp_path_factory):
     """Own moto server with Step Functions execution on and the Lambda bridge installed."""
     import os
-
     import threading
 
     from flowlink.local.serialized import serialized_moto_server
@@ -102,8 +101,10 @@ def env(stack, monkeypatch):
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)
+    # The audit chain's process-wide store is built from settings: rebuild it for this
+    # server now, and drop it afterwards so later tests never write to a stopped server.
     get_settings.cache_clear()
-    runtime.approval_service.cache_clear()
+    audit.set_default_store(None)
     settings = Settings.from_env()
     channel = RecordingChannel()
 
@@ -114,6 +115,7 @@ def env(stack, monkeypatch):
     monkeypatch.setattr(runtime, "approval_service", lambda: service)
     yield {"settings": settings, "service": service, "channel": channel, "key": signing_key, "store": Store(settings)}
     get_settings.cache_clear()
+    audit.set_default_store(None)
 
 
 def _org(store: Store, *, needed: int = 1, timeout: int = 600, approvers=None) -> str:

@@ -54,11 +54,13 @@ def referenced_secret_names(command: str) -> set[str]:
 
 
 def secret_model(settings: Settings) -> Any:
-    return _secret_model(settings.table_prefix, settings.region)
+    return _secret_model(settings.table_prefix, settings.region, settings.aws_endpoint)
 
 
 @lru_cache(maxsize=8)
-def _secret_model(table_prefix: str, region: str) -> Any:
+def _secret_model(table_prefix: str, region: str, endpoint: str | None = None) -> Any:
+    # ``endpoint`` only keys the cache: pynamodb binds a model's connection to the endpoint
+    # botocore resolves on first use, so another endpoint needs other model classes.
     class Secret(Model):
         class Meta:
             table_name = Settings(table_prefix=table_prefix).table("secrets")

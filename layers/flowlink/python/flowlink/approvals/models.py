@@ -26,11 +26,13 @@ FINAL_STATES = frozenset({APPROVED, DENIED, TIMED_OUT, FAILED})
 
 
 def approval_model(settings: Settings) -> Any:
-    return _approval_model(settings.table_prefix, settings.region)
+    return _approval_model(settings.table_prefix, settings.region, settings.aws_endpoint)
 
 
 @lru_cache(maxsize=8)
-def _approval_model(table_prefix: str, region: str) -> Any:
+def _approval_model(table_prefix: str, region: str, endpoint: str | None = None) -> Any:
+    # ``endpoint`` only keys the cache: pynamodb binds a model's connection to the endpoint
+    # botocore resolves on first use, so another endpoint needs other model classes.
     class ApprovalsByOrg(GlobalSecondaryIndex):
         class Meta:
             index_name = "by_org"

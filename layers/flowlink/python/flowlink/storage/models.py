@@ -41,14 +41,14 @@ class Models:
 
 def build_models(settings: Settings) -> Models:
     """Model classes bound to the table names of ``settings`` (cached per prefix and region)."""
-    return _build_models(settings.table_prefix, settings.region)
+    return _build_models(settings.table_prefix, settings.region, settings.aws_endpoint)
 
 
-_shared_connections: dict[str, Any] = {}
+_shared_connections: dict[tuple[str, str | None], Any] = {}
 _shared_lock = threading.Lock()
 
 
-def _share_connection(model: Any, region: str) -> None:
+def _share_connection(model: Any, region: str, endpoint: str | None) -> None:
     """Make every model of a region use one pynamodb Connection (one botocore client).
 
     pynamodb gives each model class its own Connection, each building its own botocore
@@ -60,14 +60,16 @@ def _share_connection(model: Any, region: str) -> None:
     """
     table_connection = model._get_connection()
     with _shared_lock:
-        shared = _shared_connections.setdefault(region, table_connection.connection)
+        # Keyed by endpoint too: a connection is bound to the endpoint it was built for
+        # (moto, LocalStack or AWS), and one process may talk to several (tests do).
+        shared = _shared_connections.setdefault((region, endpoint), table_connection.connection)
     if table_connection.connection is not shared:
         shared.add_meta_table(table_connection.connection.get_meta_table(model.Meta.table_name))
         table_connection.connection = shared
 
 
 @lru_cache(maxsize=8)
-def _build_models(table_prefix: str, region: str) -> Models:
+def _build_models(table_prefix: str, region: str, endpoint: str | None = None) -> Models:
     def table(name: str) -> str:
         return Settings(table_prefix=table_prefix).table(name)
 
@@ -237,7 +239,7 @@ def _build_models(table_prefix: str, region: str) -> Models:
 
     for model in (Org, ApiKey, Agent, Connection, Command, Enrollment):
         model.Meta.region = region
-        _share_connection(model, region)
+        _share_connection(model, region, endpoint)
     return Models(
         orgs=Org,
         api_keys=ApiKey,
