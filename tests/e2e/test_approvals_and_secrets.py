@@ -14,6 +14,7 @@ plaintext.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -221,3 +222,45 @@ def _scan_for_plaintext(stack: RunningStack, value: str) -> None:
     for path in Path(stack.state_dir).rglob("*"):
         if path.is_file():
             assert value.encode() not in path.read_bytes(), f"plaintext secret in {path}"
+
+
+def test_e2e_secret_printed_slowly_byte_by_byte_is_still_redacted(stack: RunningStack):
+    value = "slow-drip-secret-7781"
+    put = _cli(stack, "secrets", "put", "SLOW_TOKEN", "--agent", stack.info["relay_id"],
+               key=stack.info["admin_key"], stdin=value)
+    assert put.returncode == 0, put.stderr
+    result = _exec(stack, {"command": 'printf "%s\\n" "$SLOW_TOKEN" | fold -w1 | while read -r c; do printf %s "$c"; '
+                                      'sleep 0.01; done; echo'})
+    assert not result.is_error, result.content
+    assert result.structured_content["stdout"] == "[REDACTED:SLOW_TOKEN]\n"
+
+
+def test_e2e_gateway_refuses_bad_ciphertexts_and_offers_no_way_to_read_values(stack: RunningStack):
+    from flowlink.secret_box import generate_keypair, seal
+
+    relay = stack.info["relay_id"]
+    with _admin(stack) as admin:
+        recipient = admin.get(f"/api/v1/agents/{relay}/encryption-key").json()
+        wrong_key = seal("v", generate_keypair().public_key)
+        good = seal("v", base64.b64decode(recipient["box_public_key"]))
+        truncated = {**good, "ct": good["ct"][:40]}
+        tampered_raw = bytearray(base64.b64decode(good["ct"]))
+        tampered_raw[-1] ^= 1
+        for document, reason in ((wrong_key, "encrypted for key"), (truncated, "truncated"), ({"v": 9}, "format")):
+            response = admin.put("/api/v1/secrets/BAD_ONE", json={"ciphertexts": {relay: document}})
+            assert response.status_code == 400 and reason in response.text, response.text
+        names = [s["name"] for s in admin.get("/api/v1/secrets").json()["secrets"]]
+        assert "BAD_ONE" not in names
+        # Tampering the gateway cannot see (it holds no key) is caught by the relay: nothing runs.
+        tampered = {**good, "ct": base64.b64encode(bytes(tampered_raw)).decode()}
+        assert admin.put("/api/v1/secrets/TAMPERED", json={"ciphertexts": {relay: tampered}}).status_code == 200
+    result = _exec(stack, {"command": "echo should-not-run", "secrets": ["TAMPERED"]})
+    assert "authentication" in json.dumps(result.structured_content or [b.text for b in result.content])
+    assert "should-not-run" not in (result.structured_content or {}).get("stdout", "")
+
+    agent = httpx.get(f"{stack.info['api_url']}/api/v1/secrets/TAMPERED",
+                      headers={"Authorization": f"Bearer {stack.info['api_key']}"}, timeout=30)
+    assert agent.status_code in (404, 405)
+    agent_put = httpx.put(f"{stack.info['api_url']}/api/v1/secrets/X", json={"ciphertexts": {relay: good}},
+                          headers={"Authorization": f"Bearer {stack.info['api_key']}"}, timeout=30)
+    assert agent_put.status_code == 403
