@@ -27,9 +27,9 @@ __all__ = [
     "ParseResult",
     "Redirect",
     "RuleHit",
+    "Shield",
     "SimpleCommand",
     "Verdict",
-    "Shield",
     "analyze",
 ]
 

@@ -25,7 +25,7 @@ class Decision(str, Enum):
         return _DECISION_RANK[self]
 
     @staticmethod
-    def strictest(*decisions: "Decision") -> "Decision":
+    def strictest(*decisions: Decision) -> Decision:
         return max(decisions, key=lambda d: d.rank)
 
 
@@ -100,7 +100,7 @@ class SimpleCommand:
     privileged: bool = False
     origin: str = "top"
     depth: int = 0
-    stdin_from: "SimpleCommand | None" = None
+    stdin_from: SimpleCommand | None = None
     stdin_text: str | None = None
     stdin_is_network: bool = False
     dynamic: bool = False

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.unit
 
 
 def _flowlink(*args, stdin=b""):
-    return subprocess.run([sys.executable, "-m", "flowlink.cli", *args], input=stdin, capture_output=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "flowlink.cli", *args], input=stdin, capture_output=True, timeout=60, check=False)
 
 
 def test_keygen_encrypt_decrypt_round_trip(tmp_path):

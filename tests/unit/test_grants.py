@@ -3,7 +3,6 @@
 import time
 
 import pytest
-
 from flowlink.grants import GrantError, issue_grant, verify_grant
 from flowlink.relay_protocol import generate_signing_key
 
@@ -14,7 +13,8 @@ COMMAND = "systemctl restart nginx"
 
 
 def _grant(**overrides):
-    args = dict(relay_id="rly_1", org_id="org_1", command_id="cmd_1", approval_id="apr_1", command=COMMAND, approvers=["alice"])
+    args = {"relay_id": "rly_1", "org_id": "org_1", "command_id": "cmd_1", "approval_id": "apr_1",
+            "command": COMMAND, "approvers": ["alice"]}
     args.update(overrides)
     return issue_grant(KEY, **args)
 
@@ -27,13 +27,13 @@ def test_verify_grant_accepts_exact_binding():
 @pytest.mark.parametrize(
     "kwargs, reason",
     [
-        (dict(relay_id="rly_2"), "another relay"),
-        (dict(command_id="cmd_2"), "another command id"),
-        (dict(command=COMMAND + "; rm -rf /"), "does not match"),
+        ({"relay_id": "rly_2"}, "another relay"),
+        ({"command_id": "cmd_2"}, "another command id"),
+        ({"command": COMMAND + "; rm -rf /"}, "does not match"),
     ],
 )
 def test_verify_grant_refuses_replay_for_other_binding(kwargs, reason):
-    target = dict(relay_id="rly_1", command_id="cmd_1", command=COMMAND)
+    target = {"relay_id": "rly_1", "command_id": "cmd_1", "command": COMMAND}
     target.update(kwargs)
     with pytest.raises(GrantError, match=reason):
         verify_grant(_grant(), KEY.public_key(), **target)

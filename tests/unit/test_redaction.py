@@ -5,7 +5,6 @@ import binascii
 import urllib.parse
 
 import pytest
-
 from flowlink.redaction import Redactor, StreamRedactor
 
 pytestmark = pytest.mark.unit

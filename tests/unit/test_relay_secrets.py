@@ -3,10 +3,10 @@
 import base64
 
 import pytest
-
-from edge_relay.secrets_injection import SecretInjectionError, open_secrets, redact_output
 from flowlink.redaction import Redactor
 from flowlink.secret_box import generate_keypair, seal
+
+from edge_relay.secrets_injection import SecretInjectionError, open_secrets, redact_output
 
 pytestmark = pytest.mark.unit
 

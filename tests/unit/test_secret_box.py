@@ -4,7 +4,6 @@ import base64
 import json
 
 import pytest
-
 from flowlink.secret_box import (
     SecretBoxError,
     generate_keypair,

@@ -1,7 +1,6 @@
 """Telegram message shapes: button data without tokens, press parsing, secret check."""
 
 import pytest
-
 from flowlink.telegram import (
     approval_keyboard,
     callback_data,

@@ -18,8 +18,8 @@ import base64
 import binascii
 import re
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 # Encoded forms of very short values would match innocent output by chance; below this
 # length only the literal value is redacted.

@@ -69,7 +69,7 @@ def new_command_id() -> str:
 
 def derive_command_id(org_id: str, relay_id: str, idempotency_key: str) -> str:
     """Deterministic id for an idempotent exec, so a retried call finds the first record."""
-    material = "\0".join((org_id, relay_id, idempotency_key)).encode("utf-8")
+    material = f"{org_id}\0{relay_id}\0{idempotency_key}".encode()
     return "cmd_" + hashlib.sha256(material).hexdigest()[:32]
 
 
@@ -86,7 +86,7 @@ def private_key_to_pem(key: Ed25519PrivateKey) -> str:
 def private_key_from_pem(pem: str | bytes) -> Ed25519PrivateKey:
     key = serialization.load_pem_private_key(pem.encode() if isinstance(pem, str) else pem, password=None)
     if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError("signing key must be an Ed25519 private key")
+        raise ValueError("signing key must be an Ed25519 private key")  # noqa: TRY004 - bad key material is a value error to callers
     return key
 
 
@@ -100,7 +100,7 @@ def public_key_to_pem(key: Ed25519PublicKey | Ed25519PrivateKey) -> str:
 def public_key_from_pem(pem: str | bytes) -> Ed25519PublicKey:
     key = serialization.load_pem_public_key(pem.encode() if isinstance(pem, str) else pem)
     if not isinstance(key, Ed25519PublicKey):
-        raise ValueError("gateway public key must be an Ed25519 public key")
+        raise ValueError("gateway public key must be an Ed25519 public key")  # noqa: TRY004 - as above
     return key
 
 

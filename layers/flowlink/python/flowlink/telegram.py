@@ -118,14 +118,14 @@ def parse_button_press(update: Any) -> ButtonPress:
     Raises ValueError when the update is not a well-formed FlowLink button press.
     """
     if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
-        raise ValueError("update has no update_id")
+        raise ValueError("update has no update_id")  # noqa: TRY004 - callers get one error type for any malformed update
     query = update.get("callback_query")
     if not isinstance(query, dict):
-        raise ValueError("update is not a button press")
+        raise ValueError("update is not a button press")  # noqa: TRY004 - callers get one error type for any malformed update
     sender = query.get("from") or {}
     data = query.get("data")
     if not isinstance(sender.get("id"), int) or not isinstance(data, str) or not isinstance(query.get("id"), str):
-        raise ValueError("button press lacks sender, id or data")
+        raise ValueError("button press lacks sender, id or data")  # noqa: TRY004 - callers get one error type for any malformed update
     parts = data.split(":")
     if len(parts) != 3 or parts[0] != CALLBACK_PREFIX or parts[2] not in DECISIONS or not parts[1]:
         raise ValueError("button data is not a FlowLink approval")
