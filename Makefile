@@ -17,6 +17,9 @@ TOOLS_BIN := $(TOOLS_VENV)/bin
 TOOLS_STAMP := $(TOOLS_VENV)/.installed
 SAM_CLI_PIN := aws-sam-cli==1.170.0
 INSPECTOR_PIN := @modelcontextprotocol/inspector@0.15.0
+# cfn-lint does not look inside DefinitionUri: the state machine has its own validator.
+ASL_VALIDATOR_PIN := asl-validator@4.0.0
+ASL_VALIDATOR := $(TOOLS_VENV)/node/node_modules/.bin/asl-validator
 LINT_REGION := us-east-1
 export SAM_CLI_TELEMETRY := 0
 
@@ -39,9 +42,9 @@ $(TOOLS_STAMP): Makefile
 	$(TOOLS_BIN)/python -m pip install -q --upgrade pip
 	$(TOOLS_BIN)/python -m pip install -q $(SAM_CLI_PIN)
 	if command -v npm >/dev/null 2>&1; then \
-	  npm install --prefix $(TOOLS_VENV)/node --no-audit --no-fund --loglevel=error $(INSPECTOR_PIN); \
+	  npm install --prefix $(TOOLS_VENV)/node --no-audit --no-fund --loglevel=error $(INSPECTOR_PIN) $(ASL_VALIDATOR_PIN); \
 	else \
-	  echo "npm not found: the MCP Inspector e2e tests will be skipped" >&2; \
+	  echo "npm not found: the MCP Inspector e2e tests and the state machine check will be skipped" >&2; \
 	fi
 	touch $(TOOLS_STAMP)
 
@@ -67,6 +70,7 @@ lint: venv tools
 	$(BIN)/python -m ruff check shield edge_relay functions layers tests || status=1; \
 	$(TOOLS_BIN)/sam validate --lint --region $(LINT_REGION) --template-file template.yaml || status=1; \
 	$(BIN)/cfn-lint template.yaml || status=1; \
+	$(ASL_VALIDATOR) --json-path statemachines/approval.asl.json || status=1; \
 	exit $$status
 
 eval: venv
