@@ -19,7 +19,7 @@ import time
 import traceback
 from pathlib import Path
 
-SECTIONS = ["scripts.bench_shield", "scripts.bench_stack", "scripts.bench_audit"]
+SECTIONS = ["scripts.bench_shield", "scripts.bench_stack", "scripts.bench_approvals", "scripts.bench_audit"]
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "commands-dev.jsonl"
 
 
