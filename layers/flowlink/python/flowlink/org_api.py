@@ -8,16 +8,14 @@ from functools import partial
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Request
 
 from flowlink.errors import NotFound
-from flowlink.gateway.deps import AuthContext, get_runtime, require_key
+from flowlink.gateway.deps import AdminKey, AnyKey, get_runtime
 from flowlink.org_settings import settings_view, update_settings
 
 router = APIRouter()
 
-AnyKey = Annotated[AuthContext, Depends(require_key())]
-AdminKey = Annotated[AuthContext, Depends(require_key("admin"))]
 
 
 @router.get("/api/v1/org/settings")

@@ -11,19 +11,17 @@ There is no route that returns a secret's value or ciphertext: nobody reads secr
 from __future__ import annotations
 
 from functools import partial
-from typing import Annotated, Any
+from typing import Any
 
 import anyio
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from flowlink.gateway.deps import AuthContext, get_runtime, require_key
+from flowlink.gateway.deps import AdminKey, AnyKey, get_runtime
 from flowlink.vault import Vault
 
 router = APIRouter()
 
-AnyKey = Annotated[AuthContext, Depends(require_key())]
-AdminKey = Annotated[AuthContext, Depends(require_key("admin"))]
 
 
 class PutSecretBody(BaseModel):

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from typing import Annotated, Any
+from typing import Any
 
 import anyio
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -26,7 +26,7 @@ from flowlink import audit
 from flowlink.approvals.runtime import approval_service_for
 from flowlink.approvals.service import ApprovalService, approver_for_key
 from flowlink.errors import InvalidInput
-from flowlink.gateway.deps import AuthContext, get_runtime, require_key
+from flowlink.gateway.deps import AnyKey, get_runtime
 from flowlink.telegram import TelegramError, parse_button_press, secret_matches
 
 logger = logging.getLogger(__name__)
@@ -34,8 +34,6 @@ logger = logging.getLogger(__name__)
 router = APIRouter()
 
 TELEGRAM_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-# Any valid key of the org; deciding additionally needs an approver or admin scope.
-AnyKey = Annotated[AuthContext, Depends(require_key())]
 
 
 class DecisionBody(BaseModel):

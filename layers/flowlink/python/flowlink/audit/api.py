@@ -25,13 +25,11 @@ from flowlink.audit.integrity import verify_chain
 from flowlink.audit.proofs import consistency_proof, current_checkpoint, inclusion_proof
 from flowlink.audit.query import query_events
 from flowlink.auth import SCOPE_ADMIN, SCOPE_APPROVER, AuthContext
-from flowlink.gateway.deps import get_runtime, require_key
+from flowlink.gateway.deps import AnyKey, get_runtime, require_key
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
 # Events carry digests, never secrets or output: every key of the org may read them (the
-# MCP ``audit`` tool too). The bulk export is for approvers and admins.
-AnyKey = Annotated[AuthContext, Depends(require_key())]
 ReviewerKey = Annotated[AuthContext, Depends(require_key(SCOPE_APPROVER, SCOPE_ADMIN))]
 
 

@@ -9,21 +9,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import anyio
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowlink.attestation import COMPONENTS, compare, gateway_measurement, load_policy, save_baseline
-from flowlink.auth import SCOPE_ADMIN, AuthContext
 from flowlink.errors import Conflict, InvalidInput, NotFound
-from flowlink.gateway.deps import get_runtime, require_key
+from flowlink.gateway.deps import AdminKey, AnyKey, get_runtime
 
 router = APIRouter(prefix="/api/v1/attestation", tags=["attestation"])
 
-AnyKey = Annotated[AuthContext, Depends(require_key())]
-AdminKey = Annotated[AuthContext, Depends(require_key(SCOPE_ADMIN))]
 
 
 class PolicyRequest(BaseModel):

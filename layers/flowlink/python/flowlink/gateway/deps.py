@@ -14,14 +14,15 @@ the app's FlowLinkError handler.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
 import anyio
-from fastapi import Request
+from fastapi import Depends, Request
 
-from flowlink.auth import AuthContext, authenticate, extract_presented_key, require_scope
+from flowlink.auth import SCOPE_ADMIN, AuthContext, authenticate, extract_presented_key, require_scope
 from flowlink.gateway.runtime import GatewayRuntime
 
-__all__ = ["AuthContext", "get_runtime", "require_key"]
+__all__ = ["AdminKey", "AnyKey", "AuthContext", "get_runtime", "require_key"]
 
 
 def get_runtime(request: Request) -> GatewayRuntime:
@@ -39,3 +40,8 @@ def require_key(*scopes: str) -> Callable[[Request], object]:
         return auth
 
     return dependency
+
+
+# The two parameter annotations every router uses: any valid key of the org, or an admin key.
+AnyKey = Annotated[AuthContext, Depends(require_key())]
+AdminKey = Annotated[AuthContext, Depends(require_key(SCOPE_ADMIN))]

@@ -7,21 +7,19 @@ calls one domain function in a worker thread and returns JSON; domain errors bec
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import anyio
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowlink import __version__, audit
-from flowlink.auth import SCOPE_ADMIN, SCOPES, AuthContext, create_api_key, list_api_keys, revoke_api_key
-from flowlink.gateway.deps import get_runtime, require_key
+from flowlink.auth import SCOPES, AuthContext, create_api_key, list_api_keys, revoke_api_key
+from flowlink.gateway.deps import AdminKey, AnyKey, get_runtime
 from flowlink.relays import create_enrollment_token, enroll_relay
 
 router = APIRouter(prefix="/api/v1")
 
-AdminKey = Annotated[AuthContext, Depends(require_key(SCOPE_ADMIN))]
-AnyKey = Annotated[AuthContext, Depends(require_key())]
 
 
 class EnrollmentTokenRequest(BaseModel):
