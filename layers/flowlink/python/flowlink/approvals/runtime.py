@@ -6,15 +6,11 @@ services with injected clients.
 
 from __future__ import annotations
 
-import threading
-from functools import lru_cache, partial
+from functools import lru_cache
 from typing import Any
 
 from flowlink.approvals.service import ApprovalService
 from flowlink.settings import get_settings
-
-_lock = threading.Lock()
-_by_runtime: dict[int, tuple[Any, ApprovalService]] = {}
 
 
 @lru_cache(maxsize=1)
@@ -26,19 +22,6 @@ def approval_service() -> ApprovalService:
 
 
 def approval_service_for(runtime: Any) -> ApprovalService:
-    """For the gateway (REST, webhook, MCP tools): share the runtime's store and relay channel."""
-    from flowlink.approvals.dispatch import dispatch_approved_command
-
-    with _lock:
-        # Keyed by identity; the runtime is kept alive with its service so ids are never reused.
-        entry = _by_runtime.get(id(runtime))
-        if entry is None:
-            service = ApprovalService(
-                runtime.settings,
-                store=runtime.store,
-                dispatcher=partial(
-                    dispatch_approved_command, settings=runtime.settings, store=runtime.store, channel=runtime.channel
-                ),
-            )
-            entry = _by_runtime[id(runtime)] = (runtime, service)
-        return entry[1]
+    """For the gateway (REST, webhook, MCP tools): the same service its exec path uses, so
+    one process has one approval workflow sharing the runtime's store and relay channel."""
+    return runtime.commands.approvals
