@@ -26,6 +26,8 @@ import httpx
 from flowlink.local.harness import distinct_free_ports, mcp_client
 from flowlink.local.stack import LocalStack, StackConfig
 
+from scripts.bench_stack import percentile
+
 POLICY = "name: bench\nask:\n  - Bash(echo approve-me:*)\n"
 DECISIONS = 20
 QUICK_DECISIONS = 5
@@ -35,11 +37,6 @@ QUICK_PENDING = 100
 
 def _ts(value: str) -> float:
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
-
-
-def _percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))]
 
 
 async def _exec(info: dict, commands: list[str]) -> list[tuple[dict, float]]:
@@ -104,7 +101,7 @@ def run(args: argparse.Namespace) -> None:
                 started = _ts(record["completed_at"]) - (record.get("duration_ms") or 0) / 1000
                 latencies.append((started - decided) * 1000)
             print(f"approval decision -> command start over {len(latencies)} approvals: "
-                  f"p50 {statistics.median(latencies):.0f} ms, p99 {_percentile(latencies, 0.99):.0f} ms "
+                  f"p50 {statistics.median(latencies):.0f} ms, p99 {percentile(latencies, 0.99):.0f} ms "
                   f"(goal p50 <= 500 ms)")
 
             # 2. many pending approvals, and exec of other commands meanwhile

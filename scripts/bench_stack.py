@@ -27,7 +27,7 @@ QUICK_CALLS = 50
 WARMUP_CALLS = 5
 
 
-def _percentile(samples: list[float], fraction: float) -> float:
+def percentile(samples: list[float], fraction: float) -> float:
     ordered = sorted(samples)
     index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
     return ordered[index]
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> None:
 
             timings = [t * 1000 for t in anyio.run(_exec_round_trips, info, calls)]
             print(f"MCP exec `true` round trip over {len(timings)} calls: "
-                  f"p50 {statistics.median(timings):.1f} ms, p99 {_percentile(timings, 0.99):.1f} ms, "
+                  f"p50 {statistics.median(timings):.1f} ms, p99 {percentile(timings, 0.99):.1f} ms, "
                   f"mean {statistics.fmean(timings):.1f} ms, max {max(timings):.1f} ms (goal p50 <= 25 ms)")
 
             time.sleep(3)  # let the relay settle after the burst
