@@ -403,7 +403,13 @@ def test_ws_drifted_relay_is_recorded_and_refused_when_the_org_says_so(live_gate
     relay.connect()  # reports no measurement at all: drift from the baseline
     try:
         wait_for(lambda: any(a.get("code") == "attestation_drift" for a in relay.answers))
-        agent = live_gateway.stack.store.get_agent(org["org_id"], relay.identity["relay_id"])
-        assert agent.flagged == "attestation_drift" and agent.status == "offline"
+
+        # The refusal is answered first; the $disconnect that marks the relay offline follows
+        # asynchronously, so wait for it rather than racing it.
+        def agent_record():
+            return live_gateway.stack.store.get_agent(org["org_id"], relay.identity["relay_id"])
+
+        wait_for(lambda: agent_record().status == "offline")
+        assert agent_record().flagged == "attestation_drift"
     finally:
         relay.close()

@@ -257,7 +257,8 @@ def add_local_routes(app: FastAPI, registry: ConnectionRegistry | None = None) -
         registry.remove(connection_id)
         try:
             await connection.websocket.close(code=1000)
-        except RuntimeError:
+        except (RuntimeError, WebSocketDisconnect):
+            # The peer may already have gone; the connection is removed either way.
             pass
         return Response(status_code=204)
 
