@@ -16,7 +16,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from flowlink.relay_protocol import ENVELOPE_ALGORITHM, command_sha256
+from flowlink.relay_protocol import ENVELOPE_ALGORITHM, command_sha256, decode_gateway_token
 
 GRANT_ISSUER = "flowlink-approvals"
 GRANT_TYPE = "flowlink-approval-grant"
@@ -78,27 +78,20 @@ def verify_grant(
     """
     if not token:
         raise GrantError("hard_ask command has no approval grant")
-    try:
-        claims = jwt.decode(
-            token,
-            public_key,
-            algorithms=[ENVELOPE_ALGORITHM],
-            audience=relay_id,
-            issuer=GRANT_ISSUER,
-            leeway=GRANT_LEEWAY_SECONDS,
-            options={
-                "require": ["iss", "aud", "sub", "jti", "exp", "iat", "sha256", "typ"],
-                "verify_exp": now is None,
-            },
-        )
-    except jwt.ExpiredSignatureError as exc:
-        raise GrantError("approval grant expired") from exc
-    except jwt.InvalidAudienceError as exc:
-        raise GrantError("approval grant is for another relay") from exc
-    except jwt.InvalidSignatureError as exc:
-        raise GrantError("approval grant signature invalid") from exc
-    except jwt.PyJWTError as exc:
-        raise GrantError(f"approval grant invalid: {exc}") from exc
+    claims = decode_gateway_token(
+        token,
+        public_key,
+        audience=relay_id,
+        issuer=GRANT_ISSUER,
+        leeway=GRANT_LEEWAY_SECONDS,
+        options={
+            "require": ["iss", "aud", "sub", "jti", "exp", "iat", "sha256", "typ"],
+            "verify_exp": now is None,
+        },
+        error=GrantError,
+        label="approval grant",
+        other_audience="approval grant is for another relay",
+    )
     if now is not None and claims["exp"] + GRANT_LEEWAY_SECONDS < now:
         raise GrantError("approval grant expired")
     if claims.get("typ") != GRANT_TYPE:
