@@ -55,14 +55,3 @@ def test_cfn_lint_catches_a_broken_template(tmp_path: Path):
     assert result.returncode != 0
     assert "E3030" in result.stdout
 
-
-def test_template_layer_builds_with_flowlink_at_the_layer_root(tmp_path: Path):
-    # Lambda adds /opt/python to sys.path: the built layer must hold python/flowlink, not
-    # python/python/flowlink (what a ContentUri one folder too high produces).
-    if not SAM.exists():
-        pytest.skip(f"SAM CLI NOT INSTALLED at {SAM}: `sam build` was NOT run (run `make tools`).")
-    build_dir = tmp_path / "build"
-    result = _run([str(SAM), "build", "FlowlinkLayer", "--template-file", str(TEMPLATE), "--build-dir", str(build_dir)])
-    assert result.returncode == 0, result.stdout + result.stderr
-    layer = build_dir / "FlowlinkLayer" / "python"
-    assert (layer / "flowlink" / "settings.py").is_file(), sorted(p.name for p in layer.iterdir())
