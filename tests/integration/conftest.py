@@ -278,6 +278,10 @@ class FakeRelay:
     def send(self, message: dict[str, Any]) -> None:
         self._socket.send(json.dumps(message))
 
+    def answers_of(self, kind: str, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The gateway messages of type ``kind`` received so far, waiting for at least one."""
+        return wait_for(lambda: [a for a in self.answers if a.get("type") == kind], timeout)
+
     def close(self) -> None:
         self._sockets.close()
         if self._thread is not None:

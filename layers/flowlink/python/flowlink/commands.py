@@ -146,6 +146,7 @@ def _short_verdict(verdict: dict[str, Any] | None) -> dict[str, Any] | None:
         "decision": verdict.get("decision"),
         "score": verdict.get("score"),
         "reasons": list(verdict.get("reasons") or []),
+        "policy_version": verdict.get("policy_version"),
     }
 
 
@@ -508,7 +509,7 @@ class CommandService:
         if record is None:
             # A concurrent call with the same idempotency key created it first: wait on theirs.
             return self.store.get_command(auth.org_id, fields["command_id"]), False
-        envelope = sign_command_envelope(self.settings, record, env=env)
+        envelope = sign_command_envelope(self.settings, record, env=env, store=self.store)
         try:
             self.channel.send(
                 agent.connection_id, {"type": relay_protocol.TYPE_COMMAND, "envelope": envelope}

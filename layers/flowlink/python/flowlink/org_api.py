@@ -1,6 +1,7 @@
 """REST routes for org settings: ``GET /api/v1/org/settings`` (any key of the org) and
 ``PATCH /api/v1/org/settings`` (admin key): approvers, approvals required, approval timeout,
-notification channels, drift refusal and the Shield policy (YAML, validated on save)."""
+notification channels, drift refusal and the Shield policy (YAML, validated on save; a new
+policy is pushed, signed, to the org's online relays, contracts §8)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from fastapi import APIRouter, Body, Request
 from flowlink.errors import NotFound
 from flowlink.gateway.deps import AdminKey, AnyKey, get_runtime
 from flowlink.org_settings import settings_view, update_settings
+from flowlink.relays import push_policy
 
 router = APIRouter()
 
@@ -29,5 +31,10 @@ async def get_settings(request: Request, auth: AnyKey) -> dict[str, Any]:
 
 @router.patch("/api/v1/org/settings")
 async def patch_settings(request: Request, auth: AdminKey, changes: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
-    store = get_runtime(request).store
-    return await anyio.to_thread.run_sync(partial(update_settings, store, auth.org_id, changes, actor=auth.actor()))
+    runtime = get_runtime(request)
+    view = await anyio.to_thread.run_sync(
+        partial(update_settings, runtime.store, auth.org_id, changes, actor=auth.actor())
+    )
+    if "policy" in changes:
+        await anyio.to_thread.run_sync(push_policy, runtime.store, runtime.settings, runtime.channel, auth.org_id)
+    return view

@@ -14,6 +14,7 @@ from typing import Any
 
 from flowlink import audit
 from flowlink.errors import InvalidInput, NotFound
+from flowlink.relay_protocol import PolicyRef, policy_ref
 from flowlink.storage import Store
 from shield.policy import Policy, PolicyError, default_policy, load_policy
 
@@ -43,9 +44,19 @@ def compiled_policy(text: str | None) -> Policy:
     return policy
 
 
-def org_policy(store: Store, org_id: str) -> Policy:
+def org_policy_text(store: Store, org_id: str) -> str | None:
+    """The org's policy text, or None when it has none (the built-in default applies)."""
     org = store.get_org(org_id)
-    return compiled_policy(getattr(org, "policy_text", None) if org is not None else None)
+    return (getattr(org, "policy_text", None) if org is not None else None) or None
+
+
+def org_policy(store: Store, org_id: str) -> Policy:
+    return compiled_policy(org_policy_text(store, org_id))
+
+
+def policy_reference(text: str | None) -> PolicyRef:
+    """How envelopes name the policy with this text (contracts §8); None: the default."""
+    return policy_ref(compiled_policy(text).version, text)
 
 
 def settings_view(org: Any) -> dict[str, Any]:

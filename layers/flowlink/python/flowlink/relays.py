@@ -26,7 +26,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from flowlink import attestation as attestation_module
 from flowlink import audit, relay_protocol
@@ -37,6 +37,7 @@ from flowlink.errors import (
     RelayAuthenticationFailed,
     ServiceMisconfigured,
 )
+from flowlink.org_settings import compiled_policy, org_policy_text, policy_reference
 from flowlink.settings import Settings
 from flowlink.storage import Store, utc_now_iso
 
@@ -521,9 +522,61 @@ def _on_hello(
         version=str(version)[:64] if version is not None else None,
         hostname=hostname,
     )
-    return _answer(
-        channel, connection.connection_id, {"type": relay_protocol.TYPE_WELCOME, "server_time": utc_now_iso()}
+    # The org's policy comes with the welcome, so every session starts able to judge with it.
+    welcome = {
+        "type": relay_protocol.TYPE_WELCOME,
+        "server_time": utc_now_iso(),
+        "policy": policy_document(settings, store, connection.org_id, record.relay_id),
+    }
+    return _answer(channel, connection.connection_id, welcome)
+
+
+def policy_document(settings: Settings, store: Store, org_id: str, relay_id: str) -> str:
+    """The org's current policy, signed for one relay (contracts §8)."""
+    text = org_policy_text(store, org_id)
+    return relay_protocol.sign_policy_document(
+        load_signing_key(settings),
+        relay_id=relay_id,
+        org_id=org_id,
+        version=compiled_policy(text).version,
+        text=text,
     )
+
+
+def push_policy(store: Store, settings: Settings, channel: RelayChannel, org_id: str) -> int:
+    """Send the org's current policy to each of its online relays; returns how many got it.
+
+    Best effort: a relay that misses it (socket gone, management API error) gets the
+    policy in its next ``welcome``, or asks for it when an envelope names it.
+    """
+    delivered = 0
+    for agent in store.list_agents(org_id):
+        if agent.status != "online" or not agent.connection_id:
+            continue
+        message = {
+            "type": relay_protocol.TYPE_POLICY,
+            "document": policy_document(settings, store, org_id, agent.relay_id),
+        }
+        try:
+            channel.send(agent.connection_id, message)
+        except ConnectionGone:
+            logger.info("relay gone before policy push", extra={"relay_id": agent.relay_id})
+            continue
+        except (ClientError, BotoCoreError, ServiceMisconfigured):
+            # The policy is saved either way; relays fetch it when an envelope names it.
+            logger.exception("policy push failed", extra={"relay_id": agent.relay_id})
+            continue
+        delivered += 1
+    logger.info("policy pushed", extra={"org_id": org_id, "relays": delivered})
+    return delivered
+
+
+def _on_policy_request(
+    store: Store, settings: Settings, channel: RelayChannel, connection: Any, message: dict
+) -> dict:
+    """A relay lacks the policy an envelope names: send the org's current one."""
+    document = policy_document(settings, store, connection.org_id, connection.relay_id)
+    return _answer(channel, connection.connection_id, {"type": relay_protocol.TYPE_POLICY, "document": document})
 
 
 def _refuse(store: Store, channel: RelayChannel, connection: Any, record: Any, code: str, detail: str) -> dict:
@@ -564,14 +617,17 @@ def _on_sync(store: Store, settings: Settings, channel: RelayChannel, connection
                 completed_at=utc_now_iso(),
             )
             continue
-        envelope = sign_command_envelope(settings, record, env=record.pending_env or {})
+        envelope = sign_command_envelope(settings, record, env=record.pending_env or {}, store=store)
         channel.send(connection.connection_id, {"type": relay_protocol.TYPE_COMMAND, "envelope": envelope})
         resent.append(record.command_id)
     return {"type": "sync_done", "resent": resent}
 
 
-def sign_command_envelope(settings: Settings, record: Any, *, env: dict[str, str]) -> str:
-    """The signed envelope (contracts §7) for a stored command record."""
+def sign_command_envelope(settings: Settings, record: Any, *, env: dict[str, str], store: Store) -> str:
+    """The signed envelope (contracts §7) for a stored command record.
+
+    It names the org's policy at signing time (contracts §8): the relay judges with that one.
+    """
     verdict = record.gateway_verdict or {}
     return relay_protocol.sign_envelope(
         load_signing_key(settings),
@@ -591,6 +647,7 @@ def sign_command_envelope(settings: Settings, record: Any, *, env: dict[str, str
         },
         grant=getattr(record, "grant", None),
         secrets=_secret_ciphertexts(settings, record),
+        policy=policy_reference(org_policy_text(store, record.org_id)),
     )
 
 
@@ -720,6 +777,8 @@ def _on_result(
             "gateway_decision": (record.gateway_verdict or {}).get("decision"),
             "relay_decision": (relay_verdict or {}).get("decision"),
             "relay_reasons": list((relay_verdict or {}).get("reasons", []))[:20],
+            # Which org policy judged on the host (contracts §8).
+            "relay_policy_version": (relay_verdict or {}).get("policy_version"),
             "requested_by": record.requested_by,
             **output_digest(raw_stdout, raw_stderr),
         }
@@ -738,4 +797,5 @@ _HANDLERS: dict[str, Callable[..., dict]] = {
     relay_protocol.ACTION_SYNC: _on_sync,
     relay_protocol.ACTION_ACK: _on_ack,
     relay_protocol.ACTION_RESULT: _on_result,
+    relay_protocol.ACTION_POLICY_REQUEST: _on_policy_request,
 }

@@ -63,7 +63,7 @@ def dispatch_approved_command(
         # Someone else moved it (a duplicate dispatch task): never send twice.
         return {"command_id": command_id, "status": "already_dispatched"}
     record = store.get_command(org_id, command_id)
-    envelope = sign_command_envelope(settings, record, env=record.pending_env or {})
+    envelope = sign_command_envelope(settings, record, env=record.pending_env or {}, store=store)
     channel = channel or RelayChannel(settings)
     try:
         channel.send(agent.connection_id, {"type": relay_protocol.TYPE_COMMAND, "envelope": envelope})

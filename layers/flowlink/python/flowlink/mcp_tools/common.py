@@ -46,6 +46,7 @@ class VerdictSummary(BaseModel):
     decision: str | None = None
     score: float | None = None
     reasons: list[str] = Field(default_factory=list)
+    policy_version: str | None = Field(None, description="the Shield policy that judged (name@digest)")
 
 
 class CombinedVerdict(BaseModel):
