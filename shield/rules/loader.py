@@ -111,9 +111,8 @@ class RuleSet:
     script_first: frozenset[str] = frozenset()  # commands whose first positional is a program (sed, awk)
     packs: list[str] = field(default_factory=list)
     fingerprint: str = "custom"  # sha256 prefix of the pack files, stamped on verdicts
-    # Filled lazily by the matcher: compiled predicates and per-name candidate lists.
-    predicates: dict[str, Any] = field(default_factory=dict, repr=False)
-    compiled_candidates: dict[tuple[str, bool, bool], list[Any]] = field(default_factory=dict, repr=False)
+    # Built lazily by the matcher (shield.rules.matcher._Index): compiled predicates per command shape.
+    matcher_index: Any = field(default=None, repr=False)
 
     def candidates(self, name: str, has_redirects: bool = True, has_path: bool = True) -> list[Rule]:
         """Rules that may match a command called ``name``, each once (indexed ones first, then generic)."""

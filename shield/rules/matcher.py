@@ -26,14 +26,21 @@ Predicates a rule's ``match`` may use (all listed ones must hold):
   ``obfuscation_any``, ``wrapper_any``: sets; ``positionals_min``/``_max``.
 - ``any`` / ``all`` / ``not``: combine sub-matches.
 
-Pure and deterministic; never raises on odd commands.
+Rules are not tried one by one: each command's shape (name, first positional word,
+redirects, wrappers, pipeline ...) selects a plan of the rules that can still apply,
+partially evaluated once per shape (see ``_Index``); ``match_command`` is the plain
+evaluation of one match, and ``rules_matching`` the per-command answer of the index.
+
+Pure and deterministic; never raises on odd commands (the plans are caches of pure
+functions, bounded in size).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from shield.model import ParseResult, RuleHit, SimpleCommand
 from shield.rules.facts import ArgView, PathEnv, classify_path, hosts_in, split_args, sql_kinds
@@ -51,22 +58,30 @@ _FILE_VALUE_FLAGS = frozenset({"-T", "--upload-file", "--post-file", "--body-fil
                                "--input", "-in", "--file"})  # fmt: skip
 
 MAX_HITS = 64  # a pathological input cannot make the verdict unbounded
+# Key a specialised match uses instead of ``subcommand`` when the shape already decides
+# which alternative matches: only its length (the words to skip) is left.
+_STATIC_SKIP = "_skip"
 
 
-@dataclass
 class Facts:
-    """Lazily computed facts about one command, shared by every rule that looks at it."""
+    """Lazily computed facts about one command, shared by every rule that looks at it.
 
-    command: SimpleCommand
-    ruleset: RuleSet
-    env: PathEnv
-    _view: ArgView | None = None
-    _targets: list[tuple[str, frozenset[str]]] | None = None
-    _hosts: list[tuple[str, str]] | None = None
-    _sql: frozenset[str] | None = None
-    _script: str | None = None
-    _upstream: list[SimpleCommand] | None = None
-    _cache: dict[str, Any] = field(default_factory=dict)
+    One is built for every command matched, so it is a plain slotted class: a dataclass
+    with default factories costs more to build than most of the checks cost to run.
+    """
+
+    __slots__ = ("_hosts", "_script", "_sql", "_targets", "_upstream", "_view", "command", "env", "ruleset")
+
+    def __init__(self, command: SimpleCommand, ruleset: RuleSet, env: PathEnv):
+        self.command = command
+        self.ruleset = ruleset
+        self.env = env
+        self._view: ArgView | None = None
+        self._targets: dict[int, list[tuple[str, frozenset[str]]]] = {}  # by subcommand words skipped
+        self._hosts: list[tuple[str, str]] | None = None
+        self._sql: frozenset[str] | None = None
+        self._script: str | None = None
+        self._upstream: list[SimpleCommand] | None = None
 
     @property
     def view(self) -> ArgView:
@@ -78,9 +93,9 @@ class Facts:
         return self.view.positionals[skip:]
 
     def targets(self, skip: int) -> list[tuple[str, frozenset[str]]]:
-        key = f"targets:{skip}"
-        if key in self._cache:
-            return self._cache[key]
+        cached = self._targets.get(skip)
+        if cached is not None:
+            return cached
         words: list[str]
         if self.command.name in self.ruleset.leading_targets:
             words = []
@@ -102,7 +117,7 @@ class Facts:
                 words.extend(values)
         expanded = [candidate for word in words for candidate in _file_operands(word)]
         result = [(w, classify_path(w, self.env)) for w in expanded if w and "://" not in w]
-        self._cache[key] = result
+        self._targets[skip] = result
         return result
 
     @property
@@ -234,6 +249,7 @@ def _compile(match: dict[str, Any]) -> Callable[[Facts], bool]:
     names = match.get("command")
     prefixes = match.get("command_prefixes", ())
     alternatives = match.get("subcommand")
+    static_skip = match.get(_STATIC_SKIP, 0)
     cheap: list[Check] = []
     costly: list[Check] = []
 
@@ -275,10 +291,10 @@ def _compile(match: dict[str, Any]) -> Callable[[Facts], bool]:
         cheap.append(lambda f, s: not words.isdisjoint(f.view.positionals[s:]))
     if "positional_re" in match:
         regex_pos = key("positional_re")
-        cheap.append(lambda f, s: any(regex_pos.search(p) for p in f.view.positionals[s:]))
+        cheap.append(lambda f, s: any(map(regex_pos.search, f.view.positionals[s:])))
     if "positional_none_re" in match:
         regex_none = key("positional_none_re")
-        cheap.append(lambda f, s: not any(regex_none.search(p) for p in f.view.positionals[s:]))
+        cheap.append(lambda f, s: not any(map(regex_none.search, f.view.positionals[s:])))
     if "positionals_max" in match:
         most = key("positionals_max")
         cheap.append(lambda f, s: len(f.view.positionals) - s <= most)
@@ -294,17 +310,13 @@ def _compile(match: dict[str, Any]) -> Callable[[Facts], bool]:
         flags_none = key("flags_none")
         cheap.append(lambda f, s: flags_none.isdisjoint(f.view.flags))
     for flags, regex_v in match.get("flag_value", ()):
-        cheap.append(
-            lambda f, s, fl=flags, r=regex_v: any(
-                r.search(v) for flag in fl for v in f.view.values.get(flag, ())
-            )
-        )
+        cheap.append(lambda f, s, fl=flags, r=regex_v: _flag_value_matches(f.view.values, fl, r))
     if "args_re" in match:
         regex_a = key("args_re")
-        cheap.append(lambda f, s: any(regex_a.search(a) for a in f.command.args))
+        cheap.append(lambda f, s: any(map(regex_a.search, f.command.args)))
     if "args_none_re" in match:
         regex_an = key("args_none_re")
-        cheap.append(lambda f, s: not any(regex_an.search(a) for a in f.command.args))
+        cheap.append(lambda f, s: not any(map(regex_an.search, f.command.args)))
     if "stdin_from" in match:
         upstream_names = key("stdin_from")
         cheap.append(lambda f, s: any(u.name in upstream_names for u in f.upstream))
@@ -375,9 +387,12 @@ def _compile(match: dict[str, Any]) -> Callable[[Facts], bool]:
             else:
                 for sub_name in sub_names:
                     by_name.setdefault(sub_name, []).append(compiled)
-        costly.append(
-            lambda f, s: any(p(f) for p in by_name.get(f.command.name, ())) or any(p(f) for p in unnamed)
-        )
+        if by_name:
+            costly.append(
+                lambda f, s: _any_holds(by_name.get(f.command.name, ()), f) or _any_holds(unnamed, f)
+            )
+        else:
+            costly.append(lambda f, s: _any_holds(unnamed, f))
     if "all" in match:
         subs_all = [_compile(sub) for sub in match["all"]]
         costly.append(lambda f, s: all(p(f) for p in subs_all))
@@ -386,12 +401,22 @@ def _compile(match: dict[str, Any]) -> Callable[[Facts], bool]:
         costly.append(lambda f, s: not sub_not(f))
     checks = tuple(cheap + costly)
 
+    if names is None and not alternatives:
+        # No name or subcommand to look at (the usual case for a specialised match).
+        def unnamed_predicate(facts: Facts) -> bool:
+            for check in checks:
+                if not check(facts, static_skip):
+                    return False
+            return True
+
+        return unnamed_predicate
+
     def predicate(facts: Facts) -> bool:
         if names is not None:
             name = facts.command.name
             if name not in names and not (prefixes and name.startswith(prefixes)):
                 return False
-        skip = 0
+        skip = static_skip
         if alternatives:
             found = _subcommand_len(match, facts.view)
             if found is None:
@@ -405,13 +430,27 @@ def _compile(match: dict[str, Any]) -> Callable[[Facts], bool]:
     return predicate
 
 
+def _any_holds(predicates: list[Callable[[Facts], bool]], facts: Facts) -> bool:
+    for predicate in predicates:
+        if predicate(facts):
+            return True
+    return False
+
+
+def _flag_value_matches(values: dict[str, list[str]], flags: frozenset[str], regex: re.Pattern[str]) -> bool:
+    """Whether a value given to one of ``flags`` matches ``regex`` (most commands give no values)."""
+    if not values:
+        return False
+    return any(regex.search(v) for flag in flags if flag in values for v in values[flag])
+
+
 def _has_stdin(facts: Facts) -> bool:
     command = facts.command
     return bool(
         facts.upstream
         or command.stdin_text
         or command.stdin_is_network
-        or any(r.op in _HEREDOC_OPS or r.op == "<" for r in command.redirects)
+        or (command.redirects and any(r.op in _HEREDOC_OPS or r.op == "<" for r in command.redirects))
     )
 
 
@@ -474,28 +513,321 @@ def _describe(command: SimpleCommand) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _candidates(
-    ruleset: RuleSet, name: str, has_redirects: bool, has_path: bool
-) -> list[tuple[Rule, Callable[[Facts], bool]]]:
-    """The (rule, predicate) pairs to try for a command name, compiled and cached per ruleset."""
-    cache = ruleset.compiled_candidates
-    key = (name, has_redirects, has_path)
-    found = cache.get(key)
-    if found is None:
-        candidates = ruleset.candidates(name, has_redirects, has_path)
-        found = [(rule, _rule_predicate(ruleset, rule)) for rule in candidates]
-        if len(cache) < 4096:  # names come from untrusted input; keep the cache bounded
-            cache[key] = found
+# -- the rule index: which rules can apply to a command, decided once per command shape ----
+#
+# Most predicates of most rules can be decided from a handful of cheap facts about a
+# command (its name, whether it has redirects, arguments, a path, upstream pipeline
+# stages, which wrappers and obfuscations it came through ...), without looking at its
+# words. Those facts form the command's ``Shape``. For each shape seen, every candidate
+# rule is partially evaluated once: predicates the shape decides are dropped or make the
+# rule impossible, so matching a command only runs the checks that need its words, and
+# skips the rules that cannot apply at all. Evaluation is pure, so the residual
+# predicate gives the same answer as the full one for every command of that shape.
+
+_NO_WORDS = None  # first-word class of a command without positional words
+_NO_PATTERNS: frozenset[re.Pattern[str]] = frozenset()  # ... of a word no subcommand rule names
+MAX_SHAPES = 4096  # shapes come from untrusted input; keep the plans bounded
+
+
+class Shape(NamedTuple):
+    """The cheap structural facts about a command that decide many predicates outright.
+
+    ``first_word`` classifies the first positional word for subcommand matching: the
+    word itself when some rule names it, else the frozenset of subcommand patterns it
+    matches (so that shapes do not multiply with every file name), or None when the
+    command has no positional word.
+    """
+
+    name: str
+    first_word: Any
+    has_path: bool
+    has_redirects: bool
+    has_args: bool
+    privileged: bool
+    background: bool
+    dynamic: bool
+    origin: str
+    obfuscation: tuple[str, ...]
+    wrappers: tuple[str, ...]
+    has_upstream: bool
+    network_stdin: bool
+    self_pipe: bool
+    has_stdin: bool
+
+
+Plan = list[tuple[Rule, Callable[[Facts], bool] | None]]  # None: the shape alone makes the rule hold
+
+
+@dataclass
+class _Index:
+    """Per-ruleset matching state, built on first use: the subcommand vocabulary and the plans."""
+
+    subcommand_words: frozenset[str]
+    subcommand_patterns: tuple[re.Pattern[str], ...]
+    untagged_line_rules: list[Rule]  # line rules that can hold when no rule added a tag
+    plans: dict[Shape, Plan] = field(default_factory=dict)
+    full_predicates: dict[str, Callable[[Facts], bool]] = field(default_factory=dict)
+
+    def shape(self, facts: Facts) -> Shape:
+        # Built for every command matched: positional arguments, and no work for the
+        # commonest case of no wrappers, obfuscation or pipeline.
+        command = facts.command
+        upstream = facts.upstream
+        positionals = facts.view.positionals
+        if not positionals:
+            first_word: Any = _NO_WORDS
+        elif positionals[0] in self.subcommand_words:
+            first_word = positionals[0]
+        else:
+            word = positionals[0]
+            matched = [pattern for pattern in self.subcommand_patterns if pattern.match(word)]
+            first_word = frozenset(matched) if matched else _NO_PATTERNS
+        if upstream:
+            network_stdin = command.stdin_is_network or any(u.stdin_is_network for u in upstream)
+            self_pipe = bool(command.name) and any(u.name == command.name for u in upstream)
+        else:
+            network_stdin, self_pipe = command.stdin_is_network, False
+        return Shape(
+            command.name,
+            first_word,
+            bool(command.path),
+            bool(command.redirects),
+            bool(command.args),
+            command.privileged,
+            command.background,
+            command.dynamic,
+            command.origin,
+            tuple(command.obfuscation) if command.obfuscation else (),
+            _wrapper_names(command.wrappers) if command.wrappers else (),
+            bool(upstream),
+            network_stdin,
+            self_pipe,
+            _has_stdin(facts),
+        )
+
+    def plan(self, ruleset: RuleSet, facts: Facts) -> Plan:
+        """The rules to try on this command, in the order of ``RuleSet.candidates``."""
+        shape = self.shape(facts)
+        found = self.plans.get(shape)
+        if found is None:
+            found = []
+            for rule in ruleset.candidates(shape.name, shape.has_redirects, shape.has_path):
+                assert rule.match is not None
+                residual = _specialize(rule.match, shape)
+                if residual is None:
+                    continue
+                if not residual:
+                    found.append((rule, None))
+                elif residual is rule.match:
+                    found.append((rule, self._full_predicate(rule)))
+                else:
+                    found.append((rule, _compile(residual)))
+            if len(self.plans) >= MAX_SHAPES:
+                self.plans.clear()
+            self.plans[shape] = found
+        return found
+
+    def _full_predicate(self, rule: Rule) -> Callable[[Facts], bool]:
+        predicate = self.full_predicates.get(rule.id)
+        if predicate is None:
+            assert rule.match is not None
+            predicate = self.full_predicates[rule.id] = _compile(rule.match)
+        return predicate
+
+
+def _wrapper_names(wrappers: list[str]) -> tuple[str, ...]:
+    """Program names of the wrappers a command ran under (``sudo -u x`` -> ``sudo``)."""
+    return tuple(w.split()[0] for w in wrappers if w.strip())
+
+
+def _index_for(ruleset: RuleSet) -> _Index:
+    index = ruleset.matcher_index
+    if index is None:
+        words: set[str] = set()
+        patterns: dict[re.Pattern[str], None] = {}
+        for rule in ruleset.rules:
+            for options, pattern in _first_word_matchers(rule.match):
+                if pattern is not None:
+                    patterns[pattern] = None
+                elif "*" not in options:
+                    words |= options
+        # With no tags at all, a line rule that needs one (tags_all / tags_any) cannot hold.
+        untagged = [r for r in ruleset.line_rules if not (r.line.get("tags_all") or r.line.get("tags_any"))]
+        index = ruleset.matcher_index = _Index(frozenset(words), tuple(patterns), untagged)
+    return index
+
+
+def _first_word_matchers(match: dict[str, Any] | None) -> list[tuple[frozenset[str], Any]]:
+    """The matchers of the first word of every subcommand alternative anywhere in ``match``."""
+    if not match:
+        return []
+    found = [words[0] for words in match.get("subcommand", ()) if words]
+    for sub in (*match.get("any", ()), *match.get("all", ()), *([match["not"]] if "not" in match else [])):
+        found += _first_word_matchers(sub)
     return found
 
 
-def _rule_predicate(ruleset: RuleSet, rule: Rule) -> Callable[[Facts], bool]:
-    predicate = ruleset.predicates.get(rule.id)
-    if predicate is None:
-        assert rule.match is not None
-        predicate = _compile(rule.match)
-        ruleset.predicates[rule.id] = predicate
-    return predicate
+# Predicates that hold or fail by the shape alone: key -> test(value, shape).
+_SHAPE_TESTS: dict[str, Callable[[Any, Shape], bool]] = {
+    "name_re": lambda regex, shape: bool(regex.search(shape.name)),
+    "privileged": lambda wanted, shape: shape.privileged == wanted,
+    "background": lambda wanted, shape: shape.background == wanted,
+    "dynamic": lambda wanted, shape: shape.dynamic == wanted,
+    "stdin_network": lambda wanted, shape: shape.network_stdin == wanted,
+    "self_pipe": lambda wanted, shape: shape.self_pipe == wanted,
+    "has_stdin": lambda wanted, shape: shape.has_stdin == wanted,
+    "origin_any": lambda origins, shape: shape.origin in origins,
+    "obfuscation_any": lambda techniques, shape: not techniques.isdisjoint(shape.obfuscation),
+    "wrapper_any": lambda names, shape: not names.isdisjoint(shape.wrappers),
+}
+# Predicates that look for something a command of this shape does not have at all:
+# they fail outright (``_NEEDS``) or hold vacuously (``_VACUOUS``) when the test is false.
+_NEEDS: dict[str, Callable[[Shape], bool]] = {
+    "path_re": lambda shape: shape.has_path,
+    "redirect": lambda shape: shape.has_redirects,
+    "args_re": lambda shape: shape.has_args,
+    "flags_any": lambda shape: shape.has_args,
+    "flag_value": lambda shape: shape.has_args,
+    "operand_class": lambda shape: shape.has_args,
+    "targets_any": lambda shape: shape.has_args,
+    "targets_all": lambda shape: shape.has_args,
+    "positional_any": lambda shape: shape.first_word is not _NO_WORDS,
+    "positional_re": lambda shape: shape.first_word is not _NO_WORDS,
+    "stdin_from": lambda shape: shape.has_upstream,
+    "stdin_from_re": lambda shape: shape.has_upstream,
+    "stdin_from_hosts_any": lambda shape: shape.has_upstream,
+    "stdin_from_targets_any": lambda shape: shape.has_upstream,
+}
+_VACUOUS: dict[str, Callable[[Shape], bool]] = {
+    "redirect_none": lambda shape: shape.has_redirects,
+    "args_none_re": lambda shape: shape.has_args,
+    "flags_none": lambda shape: shape.has_args,
+    "targets_none": lambda shape: shape.has_args,
+    "positional_none_re": lambda shape: shape.first_word is not _NO_WORDS,
+}
+
+
+def _specialize(match: dict[str, Any], shape: Shape) -> dict[str, Any] | None:
+    """``match`` partially evaluated for commands of ``shape``.
+
+    Returns None when no command of that shape can match, an empty mapping when every
+    one does, else the mapping of the predicates still to check (``match`` itself when
+    the shape decides none of them, so its compiled predicate can be shared).
+    """
+    residual = dict(match)
+    if "command" in match:
+        names, prefixes = match["command"], match.get("command_prefixes", ())
+        if shape.name not in names and not (prefixes and shape.name.startswith(prefixes)):
+            return None
+        for key in ("command", "command_prefixes", "_index"):
+            residual.pop(key, None)
+    for key, value in match.items():
+        if key in _SHAPE_TESTS:
+            if not _SHAPE_TESTS[key](value, shape):
+                return None
+            del residual[key]
+        elif key in _NEEDS and not _NEEDS[key](shape):
+            return None
+        elif key in _VACUOUS and not _VACUOUS[key](shape):
+            del residual[key]
+    if match.get("flags_all") and not shape.has_args:
+        return None
+    if match.get("subcommand"):
+        alternatives = [words for words in match["subcommand"] if _first_word_may_match(words, shape)]
+        if not alternatives:
+            return None
+        if len(alternatives[0]) <= 1:
+            # The first alternative that can match does (it has no word, or one word that
+            # matches): the subcommand check is decided and only its length matters.
+            del residual["subcommand"]
+            residual[_STATIC_SKIP] = len(alternatives[0])
+        elif not _same_objects(alternatives, match["subcommand"]):
+            residual["subcommand"] = alternatives
+    if "any" in match:
+        options: list[dict[str, Any]] = []
+        for sub in match["any"]:
+            specialized = _specialize(sub, shape)
+            if specialized is None:
+                continue
+            if not specialized:  # one alternative always holds: so does `any`
+                del residual["any"]
+                break
+            options.append(specialized)
+        else:
+            if not options:
+                return None
+            del residual["any"]
+            if len(options) == 1 and _can_merge(residual, options[0]):
+                residual.update(options[0])
+            else:
+                residual["any"] = match["any"] if _same_objects(options, match["any"]) else options
+    if "all" in match:
+        parts: list[dict[str, Any]] = []
+        for sub in match["all"]:
+            specialized = _specialize(sub, shape)
+            if specialized is None:
+                return None
+            if specialized:
+                parts.append(specialized)
+        del residual["all"]
+        if parts:
+            residual["all"] = match["all"] if _same_objects(parts, match["all"]) else parts
+    if "not" in match:
+        negated = _specialize(match["not"], shape)
+        if negated is None:
+            del residual["not"]
+        elif not negated:
+            return None
+        elif negated is not match["not"]:
+            residual["not"] = negated
+    if residual.keys() <= {_STATIC_SKIP}:
+        return {}  # nothing left to check: the skip only matters to checks
+    if residual.keys() == match.keys() and all(residual[key] is match[key] for key in match):
+        return match
+    return residual
+
+
+def _same_objects(left: list[Any], right: list[Any]) -> bool:
+    return len(left) == len(right) and all(a is b for a, b in zip(left, right, strict=True))
+
+
+def _can_merge(outer: dict[str, Any], inner: dict[str, Any]) -> bool:
+    """Whether ``inner``'s checks can join ``outer``'s (``outer`` and ``inner`` == both hold).
+
+    Not when they share a key (one would overwrite the other) or either skips subcommand
+    words: positional checks would then count positions from the wrong word.
+    """
+    skips = {"subcommand", _STATIC_SKIP}
+    return outer.keys().isdisjoint(inner.keys()) and not (skips & (outer.keys() | inner.keys()))
+
+
+def _first_word_may_match(words: tuple[tuple[frozenset[str], Any], ...], shape: Shape) -> bool:
+    """Whether a subcommand alternative's first word accepts the first word of this shape."""
+    if not words:
+        return True
+    if shape.first_word is _NO_WORDS:
+        return False
+    options, pattern = words[0]
+    if isinstance(shape.first_word, str):
+        return _word_ok(words[0], shape.first_word)
+    # A word no rule names: only "*" and the patterns it was found to match accept it.
+    if pattern is not None:
+        return pattern in shape.first_word
+    return "*" in options
+
+
+def rules_matching(ruleset: RuleSet, command: SimpleCommand, env: PathEnv) -> list[Rule]:
+    """Every ``match`` rule that holds for one command, found through the index.
+
+    ``match_parse`` runs the same plans (and skips rules it no longer needs); this is
+    the plain per-command answer, e.g. to check the index against ``match_command``.
+    """
+    facts = Facts(command, ruleset, env)
+    return [
+        rule
+        for rule, predicate in _index_for(ruleset).plan(ruleset, facts)
+        if predicate is None or predicate(facts)
+    ]
 
 
 def match_parse(ruleset: RuleSet, parsed: ParseResult, env: PathEnv) -> MatchResult:
@@ -522,18 +854,17 @@ def match_parse(ruleset: RuleSet, parsed: ParseResult, env: PathEnv) -> MatchRes
             )
         )
 
+    rule_index = _index_for(ruleset)
     for index, command in enumerate(parsed.commands):
         facts = Facts(command, ruleset, env)
-        for rule, predicate in _candidates(
-            ruleset, command.name, bool(command.redirects), bool(command.path)
-        ):
+        for rule, predicate in rule_index.plan(ruleset, facts):
             if rule.id in seen and not rule.tags and index in result.matched_commands:
                 continue
-            if predicate(facts):
+            if predicate is None or predicate(facts):
                 if rule.report:  # tag-only rules do not make a program "known"
                     result.matched_commands.add(index)
                 record(rule, _describe(command))
-    for rule in ruleset.line_rules:
+    for rule in ruleset.line_rules if result.tags else rule_index.untagged_line_rules:
         assert rule.line is not None
         spec = rule.line
         if "tags_all" in spec and not spec["tags_all"] <= result.tags:
