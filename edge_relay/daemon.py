@@ -9,6 +9,10 @@ Guarantees:
   session whose envelope verifies against the gateway key pinned at enrollment, is
   addressed to this relay, unexpired, matches its sha256, and passes the relay's own
   Shield (the stricter verdict wins). No session, nothing runs.
+- **The org's policy, exactly**: the relay judges with the policy the envelope names
+  (contracts §8), from policy documents signed by the same pinned gateway key (in
+  ``welcome``, pushed on change, or requested). A policy it cannot get and verify in
+  time refuses the command; it never judges with another one instead.
 - **At most once**: the command id is claimed in the ledger (fsync'd) before anything
   starts; a claimed id is never executed again (duplicates, re-syncs, restarts). A
   repeat gets the stored result, or ``failed`` "outcome unknown" if the relay died
@@ -44,6 +48,7 @@ from typing import Any
 import jwt
 from flowlink import relay_protocol as rp
 from flowlink.redaction import Redactor
+from flowlink.relay_policy import PolicyBook, PolicyMissing, PolicyUnavailable
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
@@ -158,6 +163,13 @@ def failed_result(command_id: str, reason: str, judgement: Judgement | None = No
     )
 
 
+def policy_refusal(reason: str) -> Judgement:
+    """The judgement for a command whose named policy is unavailable: never run."""
+    reasons = [f"{reason}; command not run"]
+    verdict = {"decision": "deny", "score": None, "reasons": reasons, "policy_version": None}
+    return Judgement(False, "deny", reasons, verdict)
+
+
 def unverified_command_id(envelope: str) -> str | None:
     """The ``jti`` of an envelope that failed verification, only to address the refusal."""
     try:
@@ -236,6 +248,10 @@ class RelayDaemon:
                 environment=settings.host_environment,
             ),
         )
+        self.policies = PolicyBook(
+            relay_id=identity.relay_id, org_id=identity.org_id, gateway_key=self.gateway_key
+        )
+        self._policy_arrived: asyncio.Condition | None = None
         self.backoff = Backoff(settings.backoff_base_seconds, settings.backoff_cap_seconds)
         self.status = STATUS_DISCONNECTED
         self.last_heartbeat: str | None = None
@@ -344,9 +360,17 @@ class RelayDaemon:
             # where symlinks really lead, and then opens exactly that real path.
             real_path = os.path.realpath(path)
 
+        policy = None
+        if op in (rp.OP_EXEC, rp.OP_READ, rp.OP_LIST):
+            try:
+                policy = await self._policy_for(command_id, rp.envelope_policy(claims))
+            except PolicyUnavailable as exc:
+                logger.warning("policy unavailable, command refused command_id=%s reason=%r", command_id, exc.reason)
+                refusal = policy_refusal(exc.reason)
+                return refused_result(command_id, refusal.reasons, refusal)
         judgement = await loop.run_in_executor(
             self._judge_pool,
-            functools.partial(self.judge.judge, claims, cwd=cwd, path=path, real_path=real_path),
+            functools.partial(self.judge.judge, claims, cwd=cwd, path=path, real_path=real_path, policy=policy),
         )
         logger.info(
             "judged command_id=%s op=%s decision=%s allowed=%s",
@@ -417,6 +441,58 @@ class RelayDaemon:
             **extra,
         )
 
+    # ---- org policy (contracts §8) ----
+
+    async def _policy_for(self, command_id: str, ref: rp.PolicyRef | None) -> Any:
+        """The compiled policy ``ref`` names, asking the gateway for it when it is missing.
+
+        Raises PolicyUnavailable when it is unusable, or still missing after the connect
+        timeout: the caller refuses the command.
+        """
+        try:
+            return self.policies.resolve(ref)
+        except PolicyMissing:
+            pass  # only a named org policy (never the default) can be missing
+        logger.info("policy not held, requesting command_id=%s policy=%s", command_id, ref.version)
+        await self._send({"action": rp.ACTION_POLICY_REQUEST, "sha256": ref.sha256})
+        arrived = self._policy_condition()
+        deadline = time.monotonic() + self.settings.connect_timeout_seconds
+        async with arrived:
+            while True:
+                try:
+                    return self.policies.resolve(ref)
+                except PolicyMissing:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise
+                try:
+                    await asyncio.wait_for(arrived.wait(), remaining)
+                except TimeoutError:
+                    pass
+
+    def _policy_condition(self) -> asyncio.Condition:
+        # Created on first use so it belongs to the running event loop.
+        if self._policy_arrived is None:
+            self._policy_arrived = asyncio.Condition()
+        return self._policy_arrived
+
+    async def _accept_policy(self, document: Any) -> None:
+        """Verify and compile one policy document off the event loop, then wake waiters."""
+        try:
+            accepted = await asyncio.to_thread(self.policies.add, document)
+        except rp.PolicyDocumentError as exc:
+            logger.warning("policy document refused reason=%r", exc.reason)
+            return
+        logger.info("policy document accepted version=%s sha256=%s", accepted.version, accepted.sha256)
+        arrived = self._policy_condition()
+        async with arrived:
+            arrived.notify_all()
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _execute(self, claims: dict[str, Any]) -> None:
         command_id = claims["jti"]
         started = time.monotonic()
@@ -462,9 +538,7 @@ class RelayDaemon:
         elif admission.action == "run" and admission.claims is not None:
             self._in_flight.add(admission.command_id)
             await self._send({"action": rp.ACTION_ACK, "command_id": admission.command_id})
-            task = asyncio.create_task(self._execute(admission.claims))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._execute(admission.claims))
 
     # ---- session ----
 
@@ -546,14 +620,16 @@ class RelayDaemon:
                         self._last_ack = time.monotonic()
                         self.backoff.reset()
                         logger.info("session established relay_id=%s", self.identity.relay_id)
-                        task = asyncio.create_task(self._after_welcome())
-                        self._tasks.add(task)
-                        task.add_done_callback(self._tasks.discard)
+                        if "policy" in message:
+                            self._spawn(self._accept_policy(message["policy"]))
+                        self._spawn(self._after_welcome())
                 elif kind == rp.TYPE_HEARTBEAT_ACK:
                     self._last_ack = time.monotonic()
                     self.last_heartbeat = utc_now_iso()
                 elif kind == rp.TYPE_COMMAND:
                     await self._on_command(message)
+                elif kind == rp.TYPE_POLICY:
+                    self._spawn(self._accept_policy(message.get("document")))
                 elif kind == rp.TYPE_ERROR:
                     logger.error(
                         "gateway error code=%s detail=%r", message.get("code"), message.get("detail")
@@ -616,6 +692,11 @@ class RelayDaemon:
             "uptime": round(time.monotonic() - self._started, 3),
             "version": relay_version(),
             "shield": "ready" if self.judge.available else "loading",
+            "policy": {
+                "versions": self.policies.versions(),
+                "accepted": self.policies.accepted,
+                "rejected": self.policies.rejected,
+            },
         }
 
     def metrics(self) -> str:
@@ -648,6 +729,10 @@ class RelayDaemon:
             "# HELP flowlink_relay_reconnects_total Reconnect attempts since start.",
             "# TYPE flowlink_relay_reconnects_total counter",
             f"flowlink_relay_reconnects_total {self.reconnects}",
+            "# HELP flowlink_relay_policy_documents_total Org policy documents received, by outcome.",
+            "# TYPE flowlink_relay_policy_documents_total counter",
+            f'flowlink_relay_policy_documents_total{{outcome="accepted"}} {self.policies.accepted}',
+            f'flowlink_relay_policy_documents_total{{outcome="rejected"}} {self.policies.rejected}',
         ]
         return "\n".join(lines) + "\n"
 

@@ -2,7 +2,9 @@
 
 The gateway already judged the command (``gateway_verdict`` in the envelope), but the
 relay does not trust that alone: it runs Shield locally with what only the host knows
-(cwd, user, hostname, environment) and takes the stricter decision of the two.
+(cwd, user, hostname, environment) and takes the stricter decision of the two. It judges
+with the org policy the envelope names (the caller resolves it, ``flowlink.relay_policy``),
+so the verdict's ``policy_version`` says which policy decided on the host.
 
 - ``deny`` → refused with the reasons;
 - ``hard_ask`` → runs only with a valid approval grant (``flowlink.grants.verify_grant``,
@@ -106,8 +108,10 @@ class CommandJudge:
         self._load_error: str | None = None
         self._loaded = analyze is not None
 
-    def context(self, cwd: str | None) -> Context:
-        return Context(policy=self.policy, agent=self.agent_name, cwd=cwd, host=self.host)
+    def context(self, cwd: str | None, policy: Any = None) -> Context:
+        return Context(
+            policy=policy if policy is not None else self.policy, agent=self.agent_name, cwd=cwd, host=self.host
+        )
 
     def _load(self) -> None:
         if self._loaded:
@@ -140,9 +144,15 @@ class CommandJudge:
         return self._analyze is not None
 
     def _relay_verdict(
-        self, op: str, claims: dict[str, Any], cwd: str | None, path: str | None, real_path: str | None
+        self,
+        op: str,
+        claims: dict[str, Any],
+        cwd: str | None,
+        path: str | None,
+        real_path: str | None,
+        policy: Any,
     ) -> Any:
-        context = self.context(cwd)
+        context = self.context(cwd, policy)
         if op == relay_protocol.OP_EXEC:
             return self._analyze(str(claims.get("command", "")), context)
         if op in (relay_protocol.OP_READ, relay_protocol.OP_LIST):
@@ -164,10 +174,13 @@ class CommandJudge:
         cwd: str | None,
         path: str | None = None,
         real_path: str | None = None,
+        policy: Any = None,
     ) -> Judgement:
         """Decide whether the verified ``claims`` may run here. Never raises.
 
-        ``path``/``real_path`` are the lexical and symlink-resolved target of read/list.
+        ``path``/``real_path`` are the lexical and symlink-resolved target of read/list;
+        ``policy`` is the compiled org policy the envelope names (None: this judge's own,
+        by default Shield's built-in default policy).
         """
         op = str(claims.get("op"))
         gateway_decision, gateway_reasons = _gateway_decision(claims)
@@ -176,7 +189,7 @@ class CommandJudge:
             if self._analyze is None:
                 return Judgement(False, Decision.DENY.value, [self._load_error or "relay Shield unavailable"])
             try:
-                verdict = self._relay_verdict(op, claims, cwd, path, real_path)
+                verdict = self._relay_verdict(op, claims, cwd, path, real_path, policy)
             except Exception as exc:
                 logger.exception("shield analysis failed command_id=%s", claims.get("jti"))
                 return Judgement(False, Decision.DENY.value, [f"relay Shield failed: {type(exc).__name__}"])

@@ -422,3 +422,37 @@ def test_relay_status_command_reports_the_running_daemon(relay, gateway):
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     assert report["relay_id"] == RELAY_ID and report["daemon"]["status"] == "connected"
+
+
+def test_relay_refuses_a_command_whose_policy_it_gets_only_forged_then_judges_with_the_genuine_one(
+    relay, gateway, gateway_key, tmp_path
+):
+    from shield.policy import load_policy
+
+    text = "name: acme\ndeny:\n  - Bash(echo relay-probe:*)\n"
+    version = load_policy(text).version
+    ref = relay_protocol.policy_ref(version, text)
+    forged = relay_protocol.sign_policy_document(
+        relay_protocol.generate_signing_key(), relay_id=RELAY_ID, org_id=ORG_ID, version=version, text=text
+    )
+    gateway.wait_action("sync")
+    gateway.send({"type": "policy", "document": forged})
+    relay.wait_health(lambda h: h["policy"]["rejected"] == 1, "the forged policy document refused")
+    marker = tmp_path / "marker"
+    gateway.send_command(sign(gateway_key, f"touch {marker}", "cmd_forged_policy", cwd=str(tmp_path), policy=ref))
+    # The relay asks for the policy; this gateway answers only with the forgery again.
+    assert gateway.wait_action("policy_request")["sha256"] == ref.sha256
+    gateway.send({"type": "policy", "document": forged})
+    refused = gateway.wait_action("result", command_id="cmd_forged_policy")
+    assert refused["status"] == "refused" and version in refused["reasons"][0], refused
+    assert not marker.exists()
+
+    genuine = relay_protocol.sign_policy_document(gateway_key, relay_id=RELAY_ID, org_id=ORG_ID, version=version, text=text)
+    gateway.send({"type": "policy", "document": genuine})
+    relay.wait_health(lambda h: h["policy"]["versions"] == [version], "the genuine policy accepted")
+    gateway.send_command(sign(gateway_key, "echo relay-probe", "cmd_denied_by_org", cwd=str(tmp_path), policy=ref))
+    denied = gateway.wait_action("result", command_id="cmd_denied_by_org")
+    assert denied["status"] == "refused" and denied["relay_verdict"]["policy_version"] == version, denied
+    gateway.send_command(sign(gateway_key, f"touch {marker}", "cmd_allowed", cwd=str(tmp_path), policy=ref))
+    allowed = gateway.wait_action("result", command_id="cmd_allowed")
+    assert allowed["status"] == "completed" and allowed["relay_verdict"]["policy_version"] == version, allowed

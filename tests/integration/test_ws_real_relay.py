@@ -4,16 +4,21 @@ emulation, and exec/read round trips driven by the official MCP client."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 
 import anyio
+import httpx
 import httpx2
 import pytest
+from flowlink import relay_protocol
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
+
+from shield.policy import load_policy
 
 pytestmark = pytest.mark.integration
 
@@ -143,3 +148,87 @@ def test_real_relay_reconnects_after_a_gateway_restart_and_runs_once(live_gatewa
     assert result.structured_content["stdout"] == "after-restart\n"
     runs = [c for c in history.structured_content["commands"] if c["command"] == "echo after-restart"]
     assert len(runs) == 1 and runs[0]["status"] == "completed"
+
+
+# -- the org's policy judges on the host (contracts §8) ----------------------------------------
+
+# `history -c`: the default policy holds it for a human (hard_ask); this org allows it.
+POLICY_V1 = "name: acme\nallow:\n  - Bash(history -c)\ndeny:\n  - Bash(echo relay-probe:*)\n"
+POLICY_V2 = POLICY_V1 + "  - Bash(echo relay-probe-2:*)\n"
+
+
+def _relay_health(tmp_path) -> dict:
+    runtime = json.loads((tmp_path / "relay-state" / "runtime.json").read_text())
+    return httpx.get(f"http://127.0.0.1:{runtime['health_port']}/healthz", timeout=10).json()
+
+
+def _patch_policy(live_gateway, org, text: str) -> str:
+    with live_gateway.admin(org) as admin:
+        response = admin.patch("/api/v1/org/settings", json={"policy": text})
+    assert response.status_code == 200, response.text
+    return response.json()["policy"]["version"]
+
+
+def _audit_records(org_id: str) -> list[dict]:
+    from flowlink import audit
+    from flowlink.audit.store import item_to_record
+
+    return [json.loads(item_to_record(item)["event"]) for item in audit.default_store().iter_items(org_id)]
+
+
+def test_real_relay_judges_with_the_orgs_policy_after_each_patch(live_gateway, real_relay, tmp_path):
+    org = real_relay
+    v1 = _patch_policy(live_gateway, org, POLICY_V1)
+    # The gateway, judging with the org policy, sends `history -c` without an approval grant:
+    # it runs only because the relay judges with that policy too (its default would hold it).
+    (allowed,) = anyio.run(
+        _calls, live_gateway.mcp_url, org["api_key"], [("exec", {"agent": "real-01", "command": "history -c"})]
+    )
+    assert allowed.is_error is False, allowed.content
+    relay_verdict = allowed.structured_content["verdict"]["relay"]
+    assert (relay_verdict["decision"], relay_verdict["policy_version"]) == ("auto", v1)
+
+    v2 = _patch_policy(live_gateway, org, POLICY_V2)
+    assert v2 != v1
+    (after,) = anyio.run(
+        _calls, live_gateway.mcp_url, org["api_key"], [("exec", {"agent": "real-01", "command": "history -c"})]
+    )
+    assert after.is_error is False, after.content
+    assert after.structured_content["verdict"]["relay"]["policy_version"] == v2
+
+    completed = [r["fields"] for r in _audit_records(org["org_id"]) if r["kind"] == "exec.completed"]
+    assert [f["relay_policy_version"] for f in completed] == [v1, v2]
+    assert wait_for(lambda: v2 in _relay_health(tmp_path)["policy"]["versions"])
+
+
+def test_real_relay_refuses_forged_and_unsigned_policy_documents(live_gateway, real_relay, tmp_path):
+    import boto3
+    import jwt
+
+    org = real_relay
+    (agent,) = live_gateway.stack.store.find_agents_by_name(org["org_id"], "real-01")
+    text = "name: forged\nallow:\n  - Bash(*)\n"
+    forged = relay_protocol.sign_policy_document(
+        relay_protocol.generate_signing_key(),
+        relay_id=agent.relay_id,
+        org_id=org["org_id"],
+        version=load_policy(text).version,
+        text=text,
+    )
+    unsigned = jwt.encode(jwt.decode(forged, options={"verify_signature": False}), key=None, algorithm="none")
+    client = boto3.client("apigatewaymanagementapi", endpoint_url=live_gateway.base_url, region_name="us-east-1")
+    before = _relay_health(tmp_path)["policy"]
+    for document in (forged, unsigned):
+        message = {"type": relay_protocol.TYPE_POLICY, "document": document}
+        client.post_to_connection(ConnectionId=agent.connection_id, Data=json.dumps(message).encode())
+
+    health = wait_for(lambda: (h := _relay_health(tmp_path)["policy"])["rejected"] == before["rejected"] + 2 and h)
+    assert load_policy(text).version not in health["versions"]
+    assert health["accepted"] == before["accepted"]
+    # The org's own policy still judges: the relay reports it, not the forged one.
+    v1 = _patch_policy(live_gateway, org, POLICY_V1)
+    (result,) = anyio.run(
+        _calls, live_gateway.mcp_url, org["api_key"], [("exec", {"agent": "real-01", "command": "echo still-judged"})]
+    )
+    assert result.is_error is False, result.content
+    assert result.structured_content["verdict"]["relay"]["policy_version"] == v1
