@@ -82,6 +82,7 @@ class Shield:
         self._cache: OrderedDict[_CacheKey, Verdict] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        self._engine_version = f"{ENGINE_VERSION}+rules.{self.ruleset.fingerprint}"
 
     # -- public -------------------------------------------------------------------------
 
@@ -96,21 +97,7 @@ class Shield:
             policy = context.policy if context.policy is not None else self.policy
         except Exception as exc:  # noqa: BLE001 - not a Context: refuse to guess, fail closed
             return _error_verdict(exc, self.policy)
-        try:
-            key = _CacheKey(
-                command=command,
-                agent=context.agent,
-                cwd=context.cwd,
-                project_root=context.project_root,
-                home=context.host.home,
-                environment=context.host.environment,
-                policy_version=str(getattr(policy, "version", "?")),
-            )
-            hash(key)
-        except Exception:  # noqa: BLE001 - an unhashable or odd context: analyse without the cache
-            key = None
-        if key is not None and (not self._cache_size or len(command) > CACHE_MAX_COMMAND):
-            key = None
+        key = self._cache_key(command, context, policy)
         if key is not None:
             with self._lock:
                 cached = self._cache.get(key)
@@ -123,12 +110,32 @@ class Shield:
             logger.exception("shield engine error")
             verdict = _error_verdict(exc, policy)
             return verdict
-        if key is not None:
-            with self._lock:
-                self._cache[key] = verdict
-                if len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
+        if key is None:
+            return verdict  # nobody else holds it: no copy needed
+        with self._lock:
+            self._cache[key] = verdict
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
         return _copy(verdict)
+
+    def _cache_key(self, command: str | bytes, context: Context, policy: Policy) -> _CacheKey | None:
+        """The verdict cache key for this call, or None when the result must not be cached."""
+        if not self._cache_size or len(command) > CACHE_MAX_COMMAND:
+            return None
+        try:
+            key = _CacheKey(
+                command=command,
+                agent=context.agent,
+                cwd=context.cwd,
+                project_root=context.project_root,
+                home=context.host.home,
+                environment=context.host.environment,
+                policy_version=str(getattr(policy, "version", "?")),
+            )
+            hash(key)
+        except Exception:  # noqa: BLE001 - an unhashable or odd context: analyse without the cache
+            return None
+        return key
 
     def clear_cache(self) -> None:
         """Forget cached verdicts (e.g. after swapping rule packs in tests)."""
@@ -182,7 +189,7 @@ class Shield:
             intents=intents,
             normalized=parsed.normalized,
             levels_run=levels,
-            engine_version=f"{ENGINE_VERSION}+rules.{self.ruleset.fingerprint}",
+            engine_version=self._engine_version,
             policy_version=str(policy.version),
             contributions=contributions,
             policy_matches=list(outcome.matches),
