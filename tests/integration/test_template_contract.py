@@ -101,10 +101,16 @@ def test_template_functions_get_the_settings_flowlink_reads():
     for name in (
         settings_module.ENV_WS_URL,
         settings_module.ENV_WS_MANAGEMENT_URL,
-        settings_module.ENV_SIGNING_KEY,
         settings_module.ENV_WITNESS_BUCKET,
     ):
         assert name in variables
+    # The private signing key reaches only the functions whose code signs with it.
+    signers = {"GatewayHttpFunction", "WsMessageFunction", "ApprovalDispatcherFunction", "WitnessPublisherFunction"}
+    assert settings_module.ENV_SIGNING_KEY not in variables
+    for name, resource in RESOURCES.items():
+        if resource["Type"] == "AWS::Serverless::Function":
+            own = resource["Properties"].get("Environment", {}).get("Variables", {})
+            assert (settings_module.ENV_SIGNING_KEY in own) == (name in signers), name
     witness_env = RESOURCES["WitnessPublisherFunction"]["Properties"]["Environment"]["Variables"]
     assert settings_module.ENV_WITNESS_HMAC_KEY in witness_env
     # Every variable name the template sets is one flowlink.settings knows (no typos).

@@ -90,7 +90,10 @@ class Settings:
         """Build settings from ``env`` (default ``os.environ``).
 
         Raises SettingsError when a value is malformed, or when a production
-        environment lacks a setting that only development may default.
+        environment lacks a setting that only development may default. The signing key
+        is not among those: most functions never sign, so only the code that signs asks
+        for it (``flowlink.relays.load_signing_key`` raises ServiceMisconfigured, the audit
+        checkpoint signer AuditMisconfigured, outside local mode without a key).
         """
         env = os.environ if env is None else env
         environment = env.get(ENV_ENVIRONMENT, "local").strip() or "local"
@@ -132,8 +135,6 @@ class Settings:
                 )
                 if not value
             ]
-            if not (settings.signing_key_pem or settings.signing_key_file):
-                missing.append(ENV_SIGNING_KEY)
             if missing:
                 raise SettingsError("missing required settings outside local mode: " + ", ".join(missing))
         return settings
