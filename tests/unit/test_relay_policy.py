@@ -216,3 +216,35 @@ def test_book_forgets_the_oldest_policy_beyond_its_capacity():
     with pytest.raises(PolicyMissing):
         policies.resolve(policy_ref(load_policy(texts[0]).version, texts[0]))
     assert policies.resolve(policy_ref(load_policy(texts[2]).version, texts[2])).version == load_policy(texts[2]).version
+
+
+# -- size: a policy document travels in one WebSocket message ---------------------------------
+
+API_GATEWAY_MESSAGE_BYTES = 128 * 1024
+
+
+@pytest.mark.parametrize("filler", ["x", "é", "😀"], ids=["ascii", "two-byte", "astral"])
+def test_the_largest_policy_accepted_fits_one_api_gateway_message(filler):
+    text = "name: big\n#"
+    while relay_protocol.policy_fits_one_message(text + filler * 64):
+        text += filler * 64
+    assert not relay_protocol.policy_fits_one_message(text + filler * 64)
+    welcome = {"type": "welcome", "server_time": "2026-11-25T09:00:00.000000Z", "policy": document(text, version="big@0")}
+    assert len(json.dumps(welcome).encode()) <= API_GATEWAY_MESSAGE_BYTES
+
+
+def test_org_settings_refuse_a_policy_too_large_to_reach_relays():
+    from types import SimpleNamespace
+
+    from flowlink.errors import InvalidInput
+    from flowlink.org_settings import update_settings
+
+    def never_save():
+        raise AssertionError("a refused policy must not be stored")
+
+    org = SimpleNamespace(org_id=ORG_ID, policy_text=None, save=never_save)
+    store = SimpleNamespace(get_org=lambda org_id: org)
+    text = "name: big\n#" + "x" * relay_protocol.MAX_POLICY_TEXT_JSON_CHARS
+    with pytest.raises(InvalidInput, match="too large to send to relays"):
+        update_settings(store, ORG_ID, {"policy": text}, actor={"type": "test"})
+    assert org.policy_text is None

@@ -14,7 +14,7 @@ from typing import Any
 
 from flowlink import audit
 from flowlink.errors import InvalidInput, NotFound
-from flowlink.relay_protocol import PolicyRef, policy_ref
+from flowlink.relay_protocol import PolicyRef, policy_fits_one_message, policy_ref
 from flowlink.storage import Store
 from shield.policy import Policy, PolicyError, default_policy, load_policy
 
@@ -129,6 +129,12 @@ def update_settings(store: Store, org_id: str, changes: dict[str, Any], *, actor
         if text is not None:
             if not isinstance(text, str) or len(text.encode("utf-8")) > MAX_POLICY_BYTES:
                 raise InvalidInput(f"policy must be YAML text of at most {MAX_POLICY_BYTES} bytes, or null")
+            if not policy_fits_one_message(text):
+                # Relays receive the policy signed, in one WebSocket message (contracts §8).
+                raise InvalidInput(
+                    "policy too large to send to relays in one message: keep it under about 90,000 "
+                    "characters (a non-ASCII character counts 6 or 12)"
+                )
             try:
                 compiled_policy(text)
             except PolicyError as exc:

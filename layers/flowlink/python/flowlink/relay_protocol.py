@@ -8,6 +8,7 @@ agree byte for byte. See docs/contracts.md §6–8. No I/O here.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 import time
@@ -47,6 +48,10 @@ TYPE_POLICY = "policy"
 # three token kinds the gateway key signs can pass for another.
 POLICY_DOCUMENT_TYPE = "flowlink-org-policy"
 MAX_POLICY_VERSION_CHARS = 200
+# A policy document travels in one WebSocket message, and API Gateway allows 128 KB per
+# message. The JWT is base64 (4/3) of JSON, so this much JSON-escaped text leaves room for
+# the other claims, the signature and the message around it.
+MAX_POLICY_TEXT_JSON_CHARS = 90_000
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 # Operations a command envelope can carry.
@@ -130,6 +135,15 @@ def policy_sha256(text: str) -> str:
 def policy_ref(version: str, text: str | None) -> PolicyRef:
     """The reference to a policy with this compiled ``version``; no text means the default."""
     return PolicyRef(version=version, sha256=policy_sha256(text) if text else None)
+
+
+def policy_fits_one_message(text: str) -> bool:
+    """Whether a policy document carrying ``text`` fits one WebSocket message.
+
+    Measured on the JSON-escaped text the document signs: non-ASCII characters count as
+    their ``\\uXXXX`` escapes (6 or 12 characters), as they are sent.
+    """
+    return len(json.dumps(text)) <= MAX_POLICY_TEXT_JSON_CHARS
 
 
 def command_sha256(command: str) -> str:
