@@ -149,3 +149,16 @@ def test_readme_client_configs_are_the_ones_local_up_prints():
     blocks = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", readme, re.DOTALL)]
     expected = [c.document for c in client_configs("http://127.0.0.1:9080/mcp", "flk_live_…")]
     assert blocks[: len(expected)] == expected
+
+
+def test_readme_deploy_parameters_are_the_templates():
+    import re
+
+    readme = (find_template().parent / "README.md").read_text()
+    section = readme.split("### Deploying to AWS", 1)[1].split("\n### ", 1)[0]
+    rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+) \|", section, re.MULTILINE))
+    parameters = TEMPLATE["Parameters"]
+    assert set(rows) == set(parameters)
+    for name, spec in parameters.items():
+        default = str(spec.get("Default", ""))
+        assert (default in rows[name]) if default else rows[name].startswith("empty"), (name, rows[name])
