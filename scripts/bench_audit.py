@@ -28,27 +28,11 @@ from flowlink.settings import Settings
 REGION = "us-east-1"
 
 
-class _SerializedApp:
-    def __init__(self, app):
-        self._app = app
-        self._lock = threading.Lock()
-
-    def __call__(self, environ, start_response):
-        with self._lock:
-            return [b"".join(self._app(environ, start_response))]
-
-
 def _start_moto() -> tuple[Any, str]:
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import make_server
+    from flowlink.local.serialized import serialized_moto_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = make_server("127.0.0.1", 0, _SerializedApp(DomainDispatcherApplication(create_backend_app)),
-                         threaded=True, request_handler=MotoRequestHandler)
+    server = serialized_moto_server("127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_port}"
 
@@ -83,14 +67,13 @@ def _records(count: int) -> list[dict]:
 def bench_append(endpoint: str, writers: int, per_writer: int) -> None:
     settings = Settings(table_prefix="bench-append", region=REGION)
     _create_table(endpoint, settings)
-    calls = {"PutItem": 0}
+    calls: dict[str, int] = {}
     lock = threading.Lock()
     errors: list[BaseException] = []
 
     def count_call(model, **_):
-        if model.name == "PutItem":
-            with lock:
-                calls["PutItem"] += 1
+        with lock:
+            calls[model.name] = calls.get(model.name, 0) + 1
 
     def write(writer: int) -> None:
         client = _client(endpoint)
@@ -113,7 +96,8 @@ def bench_append(endpoint: str, writers: int, per_writer: int) -> None:
     reader = AuditStore(client=_client(endpoint), settings=settings)
     report = verify_records((AuditRecord.from_item(i) for i in reader.iter_items("org_bench")), org_id="org_bench")
     print(f"append: {writers} writers x {per_writer} events = {total} in {elapsed:.1f}s -> "
-          f"{total / elapsed:.0f} events/s; {calls['PutItem'] / total:.2f} conditional puts per event; "
+          f"{total / elapsed:.0f} events/s; {calls.get('PutItem', 0) / total:.2f} conditional puts and "
+          f"{sum(calls.values()) / total:.2f} requests per event; "
           f"chain {'intact' if report.intact else 'BROKEN: ' + str(report.reason)}, length {report.length}, "
           f"forks 0 by construction (unique seq keys){'; errors: ' + repr(errors[:2]) if errors else ''}")
 

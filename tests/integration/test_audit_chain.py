@@ -9,37 +9,19 @@ import time
 import boto3
 import pytest
 from flowlink.audit import AuditStore
+from flowlink.local.serialized import serialized_moto_server
 from flowlink.settings import Settings
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import make_server
 
 pytestmark = pytest.mark.integration
 
 REGION = "us-east-1"
 
 
-class SerializedApp:
-    """Runs one request at a time: DynamoDB applies each request atomically, but moto's
-    threaded server interleaves a conditional put's check and write across threads."""
-
-    def __init__(self, app):
-        self._app = app
-        self._lock = threading.Lock()
-
-    def __call__(self, environ, start_response):
-        with self._lock:
-            return [b"".join(self._app(environ, start_response))]
-
-
 @pytest.fixture(scope="module")
 def audit_endpoint(monkeypatch_module):
-    server = make_server(
-        "127.0.0.1",
-        0,
-        SerializedApp(DomainDispatcherApplication(create_backend_app)),
-        threaded=True,
-        request_handler=MotoRequestHandler,
-    )
+    # The local stack's emulator: DynamoDB requests one at a time, so a conditional put's
+    # check and write are atomic as on AWS (moto's threaded server interleaves them).
+    server = serialized_moto_server("127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     endpoint = f"http://127.0.0.1:{server.server_port}"

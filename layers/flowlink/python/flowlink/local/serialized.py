@@ -42,5 +42,8 @@ def serialized_moto_server(host: str, port: int) -> Any:
     )
     from werkzeug.serving import make_server
 
+    from flowlink.local import moto_speedups
+
+    moto_speedups.install()
     app = SerializedDynamoDB(DomainDispatcherApplication(create_backend_app))
     return make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
