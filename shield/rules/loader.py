@@ -174,10 +174,12 @@ class _Validator:
                     )
                 for list_key in ("op_any", "classes_any"):
                     if list_key in compiled:
-                        compiled[list_key] = frozenset(_as_list(compiled[list_key]))
+                        compiled[list_key] = frozenset(
+                            self.words(compiled[list_key], rule_id, f"{path}.{key}.{list_key}")
+                        )
                 out[key] = compiled
             elif key in ("flags_all",):
-                out[key] = [frozenset(_as_list(group)) for group in _as_list(value)]
+                out[key] = [frozenset(self.words(group, rule_id, f"{path}.{key}")) for group in _as_list(value)]
             elif key == "flag_value":
                 if not isinstance(value, dict):
                     raise self.fail(rule_id, f"{path}.flag_value must map flag names to regexes")
@@ -190,9 +192,10 @@ class _Validator:
                     raise self.fail(rule_id, f"{path}.operand_class must map operand names to classes")
                 out[key] = [(str(name), frozenset(_as_list(classes))) for name, classes in value.items()]
             elif key == "subcommand":
-                out[key] = [tuple(_word_matcher(w) for w in str(alt).split()) for alt in _as_list(value)]
+                alternatives = self.words(value, rule_id, f"{path}.{key}")
+                out[key] = [tuple(_word_matcher(w) for w in alt.split()) for alt in alternatives]
             elif key == "command":
-                names = [str(n) for n in _as_list(value)]
+                names = self.words(value, rule_id, f"{path}.{key}")
                 out[key] = frozenset(n for n in names if not n.endswith("*"))
                 out["command_prefixes"] = tuple(n[:-1] for n in names if n.endswith("*"))
                 out["_index"] = frozenset(names)
@@ -205,8 +208,22 @@ class _Validator:
                     raise self.fail(rule_id, f"{path}.{key} must be an integer")
                 out[key] = value
             else:
-                out[key] = frozenset(str(v) for v in _as_list(value))
+                out[key] = frozenset(self.words(value, rule_id, f"{path}.{key}"))
         return out
+
+    def words(self, value: Any, rule_id: str, where: str) -> list[str]:
+        """A list of words (command names, flags, operands), each a string.
+
+        YAML 1.1 reads bare true/false/yes/no/on/off/null as booleans and None, so an
+        unquoted ``true`` in a command list would silently become ``"True"`` and never match.
+        """
+        items = _as_list(value)
+        for item in items:
+            if not isinstance(item, str):
+                raise self.fail(
+                    rule_id, f"{where} must hold strings; quote {item!r} (YAML reads bare true/yes/no/null as non-strings)"
+                )
+        return items
 
     def regex(self, value: Any, rule_id: str, where: str) -> re.Pattern[str]:
         if not isinstance(value, str):
@@ -278,8 +295,9 @@ def compile_pack(data: Any, source: str) -> tuple[str, list[Rule], dict[str, Com
     for name, spec in (data.get("profiles") or {}).items():
         if not isinstance(spec, dict) or set(spec) - PROFILE_KEYS:
             raise v.fail(None, f"profile {name!r} accepts only {sorted(PROFILE_KEYS)}")
+        value_flags = frozenset(v.words(spec.get("value_flags"), None, f"profile {name!r} value_flags"))
         for command in str(name).split("|"):
-            profiles[command] = CommandProfile(frozenset(str(f) for f in _as_list(spec.get("value_flags"))))
+            profiles[command] = CommandProfile(value_flags)
             if spec.get("leading_targets"):
                 leading.add(command)
             if spec.get("script_first"):

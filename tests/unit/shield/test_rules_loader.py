@@ -49,6 +49,10 @@ def _rule(**overrides) -> dict:
         (_rule(match={"args_re": "("}), "is not a valid regex"),
         ({k: v for k, v in _rule().items() if k != "explanation"}, "missing `explanation`"),
         (_rule(line={"tags_all": ["x"]}), "needs exactly one of `match` or `line`"),
+        # What YAML makes of bare `true` and `-0`: they must be quoted to stay words.
+        (_rule(match={"command": ["ls", True]}), "match.command must hold strings; quote True"),
+        (_rule(match={"command": ["rm"], "flags_none": [0]}), "match.flags_none must hold strings; quote 0"),
+        (_rule(match={"command": ["rm"], "flags_all": [["-r", None]]}), "match.flags_all must hold strings"),
     ],
 )
 def test_rules_loader_rejects_bad_rules_naming_file_and_rule(rule, message):

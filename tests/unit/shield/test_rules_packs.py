@@ -183,3 +183,16 @@ def test_rules_unknown_program_runs_with_notification(shield):
     verdict = shield.analyze("frobnicate --all")
     assert verdict.decision is Decision.SOFT_ASK
     assert any(c.signal == "unrecognised" for c in verdict.contributions)
+
+
+@pytest.mark.parametrize("command", ["true", "false", "true && echo done", "yes | head -3", "kill -0 4242", "kill -l"])
+def test_rules_yaml_keywords_and_numeric_flags_in_packs_are_words(shield, command):
+    # Bare true/false/yes and -0 in a YAML list are a boolean and an integer; these commands
+    # were once unknown programs (soft_ask) or a kill (ask) because of that.
+    verdict = shield.analyze(command)
+    assert verdict.decision is Decision.AUTO, (command, verdict.reasons)
+
+
+def test_rules_kill_zero_still_leaves_real_kills_asking(shield):
+    assert shield.analyze("kill -9 4242").decision is not Decision.AUTO
+    assert shield.analyze("kill -9 -1").decision in (Decision.HARD_ASK, Decision.DENY)
