@@ -18,7 +18,7 @@ from flowlink.errors import (
     Conflict,
     InvalidInput,
 )
-from flowlink.relays import ConnectionGone
+from flowlink.relays import CommandSignals, ConnectionGone
 from flowlink.settings import Settings
 from flowlink.storage import TERMINAL_STATUSES
 
@@ -378,3 +378,38 @@ def test_commands_semantic_setting_uses_a_level_2_shield(audit_events, monkeypat
         with pytest.raises(CommandDenied, match="semantic"):
             svc.exec(AGENT_KEY, ExecRequest(agent="web-01", command="tidy up"))
     assert built == [True]
+
+
+def test_commands_wait_takes_the_signalled_record_without_reading_it_back(audit_events, verdict):
+    # On the local stack the relay's result is stored by this process: the notification
+    # carries the stored record, so the waiter needs no read of the commands table.
+    store = FakeStore()
+    store.add_agent("rly_1", "web-01")
+    signals = CommandSignals()
+    reads: list[str] = []
+    original_get = store.get_command
+
+    def counting_get(org_id: str, command_id: str):
+        reads.append(command_id)
+        return original_get(org_id, command_id)
+
+    store.get_command = counting_get
+
+    class AnsweringChannel(FakeChannel):
+        def send(self, connection_id: str, message: dict) -> None:
+            super().send(connection_id, message)
+            record = next(r for r in store.commands.values() if r.status == "dispatched")
+            stored = SimpleNamespace(**{**vars(record), "status": "completed", "exit_code": 0, "stdout": "ok\n"})
+
+            # Stored (and signalled) before exec starts waiting, as with a fast relay.
+            signals.notify(record.command_id, stored)
+
+    settings = Settings(
+        signing_key_pem=relay_protocol.private_key_to_pem(relay_protocol.generate_signing_key()),
+        exec_wait_seconds=5.0,
+    )
+    view = CommandService(settings, store, AnsweringChannel(store), signals=signals).exec(
+        AGENT_KEY, ExecRequest(agent="web-01", command="echo ok")
+    )
+    assert view["status"] == "completed" and view["stdout"] == "ok\n"
+    assert reads == []

@@ -34,8 +34,14 @@ from flowlink.errors import (
     NotFound,
     PathDenied,
 )
-from flowlink.org_settings import org_policy
-from flowlink.relays import CommandSignals, ConnectionGone, RelayChannel, sign_command_envelope
+from flowlink.org_settings import compiled_policy, org_policy_text
+from flowlink.relays import (
+    POLICY_FROM_STORE,
+    CommandSignals,
+    ConnectionGone,
+    RelayChannel,
+    sign_command_envelope,
+)
 from flowlink.settings import Settings
 from flowlink.storage import TERMINAL_STATUSES, Store, utc_now_iso
 from flowlink.vault import SecretNotFound, Vault, referenced_secret_names, validate_secret_name
@@ -58,6 +64,9 @@ HISTORY_DEFAULT_LIMIT = 20
 HISTORY_MAX_LIMIT = 100
 # First poll interval, growth factor and cap of the adaptive wait (seconds).
 POLL_FIRST, POLL_FACTOR, POLL_MAX = 0.005, 1.5, 0.25
+# With in-process signals the store is polled only for results stored by another process
+# (a second gateway); the first poll can wait longer, sparing reads on every exec.
+POLL_FIRST_SIGNALLED = 0.05
 
 
 @dataclass
@@ -347,10 +356,11 @@ class CommandService:
         else:
             command_id = relay_protocol.new_command_id()
 
+        policy_text = org_policy_text(self.store, auth.org_id)
         verdict = self._analyze(
             request.command,
             shield.Context(
-                policy=org_policy(self.store, auth.org_id),
+                policy=compiled_policy(policy_text),
                 agent=agent.name,
                 cwd=request.cwd,
                 host=shield.HostFacts(hostname=agent.hostname),
@@ -393,7 +403,9 @@ class CommandService:
         if decision == shield.Decision.HARD_ASK.value:
             return self._request_approval(auth, record_fields, request, verdict, base)
 
-        record, created = self._dispatch(auth, agent, record_fields, env=request.env, audit_fields=base)
+        record, created = self._dispatch(
+            auth, agent, record_fields, env=request.env, audit_fields=base, policy_text=policy_text
+        )
         if not created:
             return self.wait(auth.org_id, record, request.timeout)
         # The dispatch event is written while the relay runs the command, off the
@@ -493,6 +505,7 @@ class CommandService:
         *,
         env: dict[str, str],
         audit_fields: dict,
+        policy_text: Any = POLICY_FROM_STORE,
     ) -> tuple[Any, bool]:
         """Create the record and post its envelope; returns (record, created by this call).
 
@@ -509,7 +522,7 @@ class CommandService:
         if record is None:
             # A concurrent call with the same idempotency key created it first: wait on theirs.
             return self.store.get_command(auth.org_id, fields["command_id"]), False
-        envelope = sign_command_envelope(self.settings, record, env=env, store=self.store)
+        envelope = sign_command_envelope(self.settings, record, env=env, store=self.store, policy_text=policy_text)
         try:
             self.channel.send(
                 agent.connection_id, {"type": relay_protocol.TYPE_COMMAND, "envelope": envelope}
@@ -548,21 +561,31 @@ class CommandService:
     def wait(self, org_id: str, record: Any, timeout: float) -> dict[str, Any]:
         """Poll the record until it is terminal or the bounded wait ends; returns its view.
 
-        Polls with growing intervals; with ``signals`` a result stored by this process wakes
-        the waiter at once.
+        Polls with growing intervals; with ``signals`` an ack or result stored by this process
+        wakes the waiter at once and hands it the stored record, so no read is needed. The
+        polls remain for results stored by another process.
         """
         budget = max(0.0, min(float(timeout) + RESULT_GRACE_SECONDS, self.settings.exec_wait_seconds))
         deadline = self._monotonic() + budget
-        interval = POLL_FIRST
+        interval = POLL_FIRST if self._signals is None else POLL_FIRST_SIGNALLED
         current = record
         seen = self._signals.version(record.command_id) if self._signals else 0
         while current.status not in TERMINAL_STATUSES:
+            # A result may have been stored before this wait began (a fast relay).
+            signalled = self._signals.latest(record.command_id) if self._signals is not None else None
+            if signalled is not None and signalled.status in TERMINAL_STATUSES:
+                current = signalled
+                break
             remaining = deadline - self._monotonic()
             if remaining <= 0:
                 break
             if self._signals is not None:
-                self._signals.wait_for_change(record.command_id, seen, min(interval, remaining))
-                seen = self._signals.version(record.command_id)
+                if self._signals.wait_for_change(record.command_id, seen, min(interval, remaining)):
+                    seen = self._signals.version(record.command_id)
+                    signalled = self._signals.latest(record.command_id)
+                    if signalled is not None:
+                        current = signalled
+                        continue
             else:
                 self._sleep(min(interval, remaining))
             interval = min(interval * POLL_FACTOR, POLL_MAX)
@@ -593,8 +616,9 @@ class CommandService:
             raise InvalidInput(f"unknown path operation {op!r}")
         validate_path(path)
         agent = self.resolve_agent(auth, agent_ref)
+        policy_text = org_policy_text(self.store, auth.org_id)
         context = shield.Context(
-            policy=org_policy(self.store, auth.org_id), agent=agent.name, host=shield.HostFacts(hostname=agent.hostname)
+            policy=compiled_policy(policy_text), agent=agent.name, host=shield.HostFacts(hostname=agent.hostname)
         )
         verdict = shield_paths.check_path(op, path, context).to_dict()
         command_id = relay_protocol.new_command_id()
@@ -613,7 +637,7 @@ class CommandService:
             reasons = "; ".join(verdict.get("reasons") or ["path not allowed by policy"])
             raise PathDenied(f"{op} of {path} refused: {reasons}", extra={"verdict": _short_verdict(verdict)})
         fields = self._operation_fields(auth, agent, command_id, op, verdict, path=path)
-        record, _ = self._dispatch(auth, agent, fields, env={}, audit_fields=audit_fields)
+        record, _ = self._dispatch(auth, agent, fields, env={}, audit_fields=audit_fields, policy_text=policy_text)
         return self.wait(auth.org_id, record, DEFAULT_TIMEOUT_SECONDS)
 
     def sysinfo(self, auth: AuthContext, agent_ref: str) -> dict[str, Any]:

@@ -104,19 +104,30 @@ class CommandSignals:
     def __init__(self, capacity: int = 4096):
         self._condition = threading.Condition()
         self._versions: OrderedDict[str, int] = OrderedDict()
+        # The record as stored by the conditional update that caused each notification: the
+        # waiter uses it instead of reading the row back.
+        self._records: dict[str, Any] = {}
         self._capacity = capacity
 
     def version(self, command_id: str) -> int:
         with self._condition:
             return self._versions.get(command_id, 0)
 
-    def notify(self, command_id: str) -> None:
+    def notify(self, command_id: str, record: Any = None) -> None:
+        """Wake the waiters of ``command_id``; ``record`` is the record as just stored."""
         with self._condition:
             self._versions[command_id] = self._versions.get(command_id, 0) + 1
             self._versions.move_to_end(command_id)
+            self._records[command_id] = record
             while len(self._versions) > self._capacity:
-                self._versions.popitem(last=False)
+                evicted, _ = self._versions.popitem(last=False)
+                self._records.pop(evicted, None)
             self._condition.notify_all()
+
+    def latest(self, command_id: str) -> Any:
+        """The record the last notification carried (None when it carried none)."""
+        with self._condition:
+            return self._records.get(command_id)
 
     def wait_for_change(self, command_id: str, since: int, timeout: float) -> bool:
         """True when ``command_id`` was updated after version ``since`` (within ``timeout``)."""
@@ -623,11 +634,22 @@ def _on_sync(store: Store, settings: Settings, channel: RelayChannel, connection
     return {"type": "sync_done", "resent": resent}
 
 
-def sign_command_envelope(settings: Settings, record: Any, *, env: dict[str, str], store: Store) -> str:
+# Marks "read the org's policy text from the store now" (None already means "no org policy").
+POLICY_FROM_STORE: Any = object()
+
+
+def sign_command_envelope(
+    settings: Settings, record: Any, *, env: dict[str, str], store: Store, policy_text: Any = POLICY_FROM_STORE
+) -> str:
     """The signed envelope (contracts §7) for a stored command record.
 
-    It names the org's policy at signing time (contracts §8): the relay judges with that one.
+    It names the org's policy (contracts §8): the relay judges with that one. A caller that
+    judged the command a moment ago passes the policy text it judged with, so gateway and
+    relay apply the same version and the org is read once; otherwise it is read at signing
+    time (a hard_ask dispatched after approval uses the policy in force then).
     """
+    if policy_text is POLICY_FROM_STORE:
+        policy_text = org_policy_text(store, record.org_id)
     verdict = record.gateway_verdict or {}
     return relay_protocol.sign_envelope(
         load_signing_key(settings),
@@ -647,7 +669,7 @@ def sign_command_envelope(settings: Settings, record: Any, *, env: dict[str, str
         },
         grant=getattr(record, "grant", None),
         secrets=_secret_ciphertexts(settings, record),
-        policy=policy_reference(org_policy_text(store, record.org_id)),
+        policy=policy_reference(policy_text),
     )
 
 
@@ -686,7 +708,7 @@ def _on_ack(store: Store, settings: Settings, channel: RelayChannel, connection:
         if existing is None or existing.relay_id != connection.relay_id:
             raise InvalidInput(f"unknown command {command_id!r}")
     else:
-        command_signals.notify(command_id)
+        command_signals.notify(command_id, record)
     return {"type": "ack_recorded", "command_id": command_id, "changed": record is not None}
 
 
@@ -763,7 +785,7 @@ def _on_result(
             raise InvalidInput(f"unknown command {command_id!r}")
         # Results are delivered at least once: the first one stored wins, repeats are ignored.
         return {"type": "result_recorded", "command_id": command_id, "changed": False}
-    command_signals.notify(command_id)
+    command_signals.notify(command_id, record)
     if record.op == relay_protocol.OP_EXEC:
         fields = {
             "command_id": record.command_id,

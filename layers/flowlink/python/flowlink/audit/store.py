@@ -177,6 +177,8 @@ class AuditStore:
         self._backoff = BACKOFF_BASE_SECONDS
         self._latency = 0.0
         self._last_head: dict[str, Head] = {}
+        self._org_locks: dict[str, threading.Lock] = {}
+        self._org_locks_guard = threading.Lock()
 
     @property
     def settings(self) -> Settings:
@@ -241,6 +243,13 @@ class AuditStore:
 
     # --- append -----------------------------------------------------------------------
 
+    def _org_lock(self, org_id: str) -> threading.Lock:
+        with self._org_locks_guard:
+            lock = self._org_locks.get(org_id)
+            if lock is None:
+                lock = self._org_locks[org_id] = threading.Lock()
+            return lock
+
     def append(
         self, org_id: str, kind: str, fields: Mapping[str, Any], *, actor: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
@@ -248,6 +257,26 @@ class AuditStore:
         # Validate once before touching the table, so bad input never costs a write.
         event_text(build_event(org_id, 1, self._clock(), kind, fields, actor))
         indexes = index_fields(kind, fields, actor)
+        # Threads of one process take turns: racing each other would only cost failed puts
+        # and backoff pauses. Other processes are still kept apart by the conditional put.
+        with self._org_lock(org_id):
+            record = self._append_locked(org_id, kind, fields, actor, indexes)
+        # Outside the lock: a hook may take a while (witness publication) or append itself.
+        if self._on_append is not None:
+            try:
+                self._on_append(record, self)
+            except Exception:  # the event is committed; a failed side effect must not undo that
+                logger.exception("audit post-append hook failed for org %s seq %s", org_id, record["seq"])
+        return record
+
+    def _append_locked(
+        self,
+        org_id: str,
+        kind: str,
+        fields: Mapping[str, Any],
+        actor: Mapping[str, Any] | None,
+        indexes: Mapping[str, str],
+    ) -> dict[str, Any]:
         # A writer that appended before starts from its own last head (saves a read); a
         # stale one just loses the first put.
         head = self._last_head.get(org_id) or self.read_head(org_id)
@@ -296,11 +325,6 @@ class AuditStore:
                 "prev_hash": head.chain_hash,
                 "chain_hash": digest,
             }
-            if self._on_append is not None:
-                try:
-                    self._on_append(record, self)
-                except Exception:  # the event is committed; a failed side effect must not undo that
-                    logger.exception("audit post-append hook failed for org %s seq %s", org_id, seq)
             return record
         raise AuditWriteError(f"audit append for org {org_id} lost {MAX_APPEND_ATTEMPTS} races in a row; retry later")
 
