@@ -524,7 +524,7 @@ def _describe(command: SimpleCommand) -> str:
 # skips the rules that cannot apply at all. Evaluation is pure, so the residual
 # predicate gives the same answer as the full one for every command of that shape.
 
-_NO_WORDS = None  # first-word class of a command without positional words
+_NO_WORD = None  # class of a positional word the command does not have
 _NO_PATTERNS: frozenset[re.Pattern[str]] = frozenset()  # ... of a word no subcommand rule names
 MAX_SHAPES = 4096  # shapes come from untrusted input; keep the plans bounded
 
@@ -532,14 +532,15 @@ MAX_SHAPES = 4096  # shapes come from untrusted input; keep the plans bounded
 class Shape(NamedTuple):
     """The cheap structural facts about a command that decide many predicates outright.
 
-    ``first_word`` classifies the first positional word for subcommand matching: the
-    word itself when some rule names it, else the frozenset of subcommand patterns it
-    matches (so that shapes do not multiply with every file name), or None when the
-    command has no positional word.
+    ``subcommand`` classifies the first positional words (as many as the longest
+    subcommand of any rule has) so that every subcommand alternative is decided by the
+    shape: each is the word itself when some rule names it at that position, else the
+    frozenset of subcommand patterns it matches there (so that shapes do not multiply
+    with every file name), or None when the command has no such word.
     """
 
     name: str
-    first_word: Any
+    subcommand: tuple[Any, ...]
     has_path: bool
     has_redirects: bool
     has_args: bool
@@ -562,11 +563,16 @@ Plan = list[tuple[Rule, Callable[[Facts], bool] | None]]  # None: the shape alon
 class _Index:
     """Per-ruleset matching state, built on first use: the subcommand vocabulary and the plans."""
 
-    subcommand_words: frozenset[str]
-    subcommand_patterns: tuple[re.Pattern[str], ...]
+    # Per position in a subcommand: the literal words and the patterns rules use there.
+    subcommand_words: tuple[frozenset[str], ...]
+    subcommand_patterns: tuple[tuple[re.Pattern[str], ...], ...]
     untagged_line_rules: list[Rule]  # line rules that can hold when no rule added a tag
     plans: dict[Shape, Plan] = field(default_factory=dict)
     full_predicates: dict[str, Callable[[Facts], bool]] = field(default_factory=dict)
+    no_positionals: tuple[None, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.no_positionals = (_NO_WORD,) * len(self.subcommand_words)
 
     def shape(self, facts: Facts) -> Shape:
         # Built for every command matched: positional arguments, and no work for the
@@ -574,14 +580,15 @@ class _Index:
         command = facts.command
         upstream = facts.upstream
         positionals = facts.view.positionals
-        if not positionals:
-            first_word: Any = _NO_WORDS
-        elif positionals[0] in self.subcommand_words:
-            first_word = positionals[0]
+        if positionals:
+            classes = [_NO_WORD] * len(self.subcommand_words)
+            for position, word in enumerate(positionals[: len(classes)]):
+                classes[position] = _word_class(
+                    word, self.subcommand_words[position], self.subcommand_patterns[position]
+                )
+            subcommand = tuple(classes)
         else:
-            word = positionals[0]
-            matched = [pattern for pattern in self.subcommand_patterns if pattern.match(word)]
-            first_word = frozenset(matched) if matched else _NO_PATTERNS
+            subcommand = self.no_positionals
         if upstream:
             network_stdin = command.stdin_is_network or any(u.stdin_is_network for u in upstream)
             self_pipe = bool(command.name) and any(u.name == command.name for u in upstream)
@@ -589,7 +596,7 @@ class _Index:
             network_stdin, self_pipe = command.stdin_is_network, False
         return Shape(
             command.name,
-            first_word,
+            subcommand,
             bool(command.path),
             bool(command.redirects),
             bool(command.args),
@@ -643,28 +650,41 @@ def _wrapper_names(wrappers: list[str]) -> tuple[str, ...]:
 def _index_for(ruleset: RuleSet) -> _Index:
     index = ruleset.matcher_index
     if index is None:
-        words: set[str] = set()
-        patterns: dict[re.Pattern[str], None] = {}
-        for rule in ruleset.rules:
-            for options, pattern in _first_word_matchers(rule.match):
+        alternatives = [words for rule in ruleset.rules for words in _subcommand_alternatives(rule.match)]
+        # At least one position, so the shape always tells whether there are positionals.
+        longest = max([1, *(len(words) for words in alternatives)])
+        literals: list[set[str]] = [set() for _ in range(longest)]
+        patterns: list[dict[re.Pattern[str], None]] = [{} for _ in range(longest)]
+        for words in alternatives:
+            for position, (options, pattern) in enumerate(words):
                 if pattern is not None:
-                    patterns[pattern] = None
+                    patterns[position][pattern] = None
                 elif "*" not in options:
-                    words |= options
+                    literals[position] |= options
         # With no tags at all, a line rule that needs one (tags_all / tags_any) cannot hold.
         untagged = [r for r in ruleset.line_rules if not (r.line.get("tags_all") or r.line.get("tags_any"))]
-        index = ruleset.matcher_index = _Index(frozenset(words), tuple(patterns), untagged)
+        index = ruleset.matcher_index = _Index(
+            tuple(frozenset(words) for words in literals), tuple(tuple(found) for found in patterns), untagged
+        )
     return index
 
 
-def _first_word_matchers(match: dict[str, Any] | None) -> list[tuple[frozenset[str], Any]]:
-    """The matchers of the first word of every subcommand alternative anywhere in ``match``."""
+def _subcommand_alternatives(match: dict[str, Any] | None) -> list[tuple[tuple[frozenset[str], Any], ...]]:
+    """Every subcommand alternative (a tuple of word matchers) anywhere in ``match``."""
     if not match:
         return []
-    found = [words[0] for words in match.get("subcommand", ()) if words]
+    found = list(match.get("subcommand", ()))
     for sub in (*match.get("any", ()), *match.get("all", ()), *([match["not"]] if "not" in match else [])):
-        found += _first_word_matchers(sub)
+        found += _subcommand_alternatives(sub)
     return found
+
+
+def _word_class(word: str, literals: frozenset[str], patterns: tuple[re.Pattern[str], ...]) -> Any:
+    """A positional word as the shape records it (see ``Shape.subcommand``)."""
+    if word in literals:
+        return word
+    matched = [pattern for pattern in patterns if pattern.match(word)]
+    return frozenset(matched) if matched else _NO_PATTERNS
 
 
 # Predicates that hold or fail by the shape alone: key -> test(value, shape).
@@ -691,8 +711,8 @@ _NEEDS: dict[str, Callable[[Shape], bool]] = {
     "operand_class": lambda shape: shape.has_args,
     "targets_any": lambda shape: shape.has_args,
     "targets_all": lambda shape: shape.has_args,
-    "positional_any": lambda shape: shape.first_word is not _NO_WORDS,
-    "positional_re": lambda shape: shape.first_word is not _NO_WORDS,
+    "positional_any": lambda shape: _has_positionals(shape),
+    "positional_re": lambda shape: _has_positionals(shape),
     "stdin_from": lambda shape: shape.has_upstream,
     "stdin_from_re": lambda shape: shape.has_upstream,
     "stdin_from_hosts_any": lambda shape: shape.has_upstream,
@@ -703,7 +723,7 @@ _VACUOUS: dict[str, Callable[[Shape], bool]] = {
     "args_none_re": lambda shape: shape.has_args,
     "flags_none": lambda shape: shape.has_args,
     "targets_none": lambda shape: shape.has_args,
-    "positional_none_re": lambda shape: shape.first_word is not _NO_WORDS,
+    "positional_none_re": lambda shape: _has_positionals(shape),
 }
 
 
@@ -733,16 +753,15 @@ def _specialize(match: dict[str, Any], shape: Shape) -> dict[str, Any] | None:
     if match.get("flags_all") and not shape.has_args:
         return None
     if match.get("subcommand"):
-        alternatives = [words for words in match["subcommand"] if _first_word_may_match(words, shape)]
-        if not alternatives:
+        # The shape decides every alternative; only the length of the first that matches
+        # is left, as the number of positional words the other checks skip.
+        length = next(
+            (len(words) for words in match["subcommand"] if _alternative_matches(words, shape)), None
+        )
+        if length is None:
             return None
-        if len(alternatives[0]) <= 1:
-            # The first alternative that can match does (it has no word, or one word that
-            # matches): the subcommand check is decided and only its length matters.
-            del residual["subcommand"]
-            residual[_STATIC_SKIP] = len(alternatives[0])
-        elif not _same_objects(alternatives, match["subcommand"]):
-            residual["subcommand"] = alternatives
+        del residual["subcommand"]
+        residual[_STATIC_SKIP] = length
     if "any" in match:
         options: list[dict[str, Any]] = []
         for sub in match["any"]:
@@ -801,19 +820,25 @@ def _can_merge(outer: dict[str, Any], inner: dict[str, Any]) -> bool:
     return outer.keys().isdisjoint(inner.keys()) and not (skips & (outer.keys() | inner.keys()))
 
 
-def _first_word_may_match(words: tuple[tuple[frozenset[str], Any], ...], shape: Shape) -> bool:
-    """Whether a subcommand alternative's first word accepts the first word of this shape."""
-    if not words:
-        return True
-    if shape.first_word is _NO_WORDS:
-        return False
-    options, pattern = words[0]
-    if isinstance(shape.first_word, str):
-        return _word_ok(words[0], shape.first_word)
-    # A word no rule names: only "*" and the patterns it was found to match accept it.
-    if pattern is not None:
-        return pattern in shape.first_word
-    return "*" in options
+def _alternative_matches(words: tuple[tuple[frozenset[str], Any], ...], shape: Shape) -> bool:
+    """Whether a subcommand alternative matches the positional words of this shape."""
+    for matcher, word in zip(words, shape.subcommand, strict=False):
+        if word is _NO_WORD:
+            return False
+        options, pattern = matcher
+        if isinstance(word, str):
+            if not _word_ok(matcher, word):
+                return False
+        elif pattern is not None:
+            if pattern not in word:
+                return False
+        elif "*" not in options:
+            return False  # a word no rule names at this position: only "*" accepts it
+    return True
+
+
+def _has_positionals(shape: Shape) -> bool:
+    return shape.subcommand[0] is not _NO_WORD
 
 
 def rules_matching(ruleset: RuleSet, command: SimpleCommand, env: PathEnv) -> list[Rule]:
@@ -835,10 +860,12 @@ def match_parse(ruleset: RuleSet, parsed: ParseResult, env: PathEnv) -> MatchRes
     result = MatchResult()
     seen: set[str] = set()
 
-    def record(rule: Rule, text: str) -> None:
+    def record(rule: Rule, command: SimpleCommand | None) -> None:
+        """Note a rule that held for ``command`` (None: for the whole line)."""
         result.tags.update(rule.tags)
         if rule.id in seen or not rule.report or len(result.hits) >= MAX_HITS:
             return
+        text = _describe(command) if command is not None else parsed.normalized or parsed.source[:200]
         seen.add(rule.id)
         result.rules.append(rule)
         result.hits.append(
@@ -863,7 +890,7 @@ def match_parse(ruleset: RuleSet, parsed: ParseResult, env: PathEnv) -> MatchRes
             if predicate is None or predicate(facts):
                 if rule.report:  # tag-only rules do not make a program "known"
                     result.matched_commands.add(index)
-                record(rule, _describe(command))
+                record(rule, command)
     for rule in ruleset.line_rules if result.tags else rule_index.untagged_line_rules:
         assert rule.line is not None
         spec = rule.line
@@ -878,5 +905,5 @@ def match_parse(ruleset: RuleSet, parsed: ParseResult, env: PathEnv) -> MatchRes
             for name, regex in spec["assignment"]
         ):
             continue
-        record(rule, parsed.normalized or parsed.source[:200])
+        record(rule, None)
     return result
