@@ -102,17 +102,18 @@ def compute(data: ScoreInput) -> tuple[int, list[Contribution]]:
             contributions.append(Contribution(signal=signal, points=float(points), reason=reason))
             total += points
 
+    # (points, hit) of the risky hits, strongest first.
     risky = sorted(
-        (h for h in data.hits if rule_points(h) > 0),
-        key=lambda h: (-rule_points(h), h.id),
+        ((points, h) for h in data.hits if (points := rule_points(h)) > 0),
+        key=lambda scored: (-scored[0], scored[1].id),
     )
     benign = [h for h in data.hits if h.suggested == "allow"]
     if risky:
-        top = risky[0]
-        add(f"rule:{top.id}", rule_points(top), f"{top.explanation} [{top.severity}, {top.attack}]")
+        top_points, top = risky[0]
+        add(f"rule:{top.id}", top_points, f"{top.explanation} [{top.severity}, {top.attack}]")
         budget = EXTRA_HITS_CAP
-        for hit in risky[1:]:
-            points = min(budget, max(1, round(rule_points(hit) * EXTRA_HIT_FRACTION)))
+        for hit_points, hit in risky[1:]:
+            points = min(budget, max(1, round(hit_points * EXTRA_HIT_FRACTION)))
             if points <= 0:
                 break
             add(f"rule:{hit.id}", points, f"also: {hit.explanation}")
@@ -121,8 +122,16 @@ def compute(data: ScoreInput) -> tuple[int, list[Contribution]]:
         names = ", ".join(sorted(set(data.unmatched_commands))[:4])
         add("unrecognised", UNRECOGNISED_POINTS, f"no rule knows what these programs do: {names}")
 
-    commands = data.parsed.commands
-    if any(c.privileged for c in commands):
+    # One pass over the commands for every per-command signal below.
+    privileged = unnamed = network_to_shell = False
+    found_techniques: set[str] = set()
+    for c in data.parsed.commands:
+        privileged = privileged or c.privileged
+        unnamed = unnamed or not c.name
+        network_to_shell = network_to_shell or (c.stdin_is_network and c.name in SHELLS)
+        if c.obfuscation:
+            found_techniques.update(c.obfuscation)
+    if privileged:
         # Alone, sudo is worth a notification; on top of another reason to ask it adds little.
         add(
             "privilege",
@@ -130,7 +139,7 @@ def compute(data: ScoreInput) -> tuple[int, list[Contribution]]:
             "runs with elevated privileges (sudo/doas/su)",
         )
 
-    techniques = sorted({t for c in commands for t in c.obfuscation})
+    techniques = sorted(found_techniques)
     obfuscation_points = 0
     if techniques:
         points = sum(
@@ -147,14 +156,14 @@ def compute(data: ScoreInput) -> tuple[int, list[Contribution]]:
             "known-safe operations: " + ", ".join(sorted({h.id for h in benign})[:4]),
         )
 
-    if any(not c.name for c in commands):
+    if unnamed:
         add("dynamic", UNNAMED_COMMAND_POINTS, "a program name is only known at run time")
 
     # Level 2 before the floors, so a "safe intent" can never undercut a parse-problem floor.
     _add_semantic(data, add, bool(risky), total)
 
     flags = data.parsed.flags
-    if any(c.stdin_is_network and c.name in SHELLS for c in commands):
+    if network_to_shell:
         add(
             "network_to_shell",
             max(0, NETWORK_SHELL_FLOOR - total),
