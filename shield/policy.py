@@ -964,21 +964,29 @@ class Policy:
         """
         restrictive: dict[_Rule, str] = {}  # rule -> the command text it matched
         commands = parsed.commands
-        where = _command_cwds(commands, cwd)
+        command_rules = bool(self._restrictive_by_name or self._restrictive_any)
+        redirect_rules = bool(self._path_rules["write"] or self._path_rules["read"])
+        # Where each command runs only matters to a rule that looks at it: skip the work
+        # for the commonest case (no command rules, no redirections).
+        if command_rules or (redirect_rules and any(command.redirects for command in commands)):
+            where = _command_cwds(commands, cwd)
+        else:
+            where = [None] * len(commands)
 
-        for command, command_cwd in zip(commands, where):
-            candidates = list(self._restrictive_by_name.get(command.name, ()))
-            for wrapper in _wrapper_names(command):
-                # `Bash(sudo rm:*)` is indexed under sudo but must see the rm that sudo runs.
-                candidates.extend(self._restrictive_by_name.get(wrapper, ()))
-            for rule in (*candidates, *self._restrictive_any):
-                if (
-                    rule not in restrictive
-                    and rule.in_scope(agent, command_cwd)
-                    and self._matches_with_wrappers(rule, command)
-                ):
-                    restrictive[rule] = _command_text(command)
-            if self._path_rules["write"] or self._path_rules["read"]:
+        for command, command_cwd in zip(commands, where, strict=True):
+            if command_rules:
+                candidates = list(self._restrictive_by_name.get(command.name, ()))
+                for wrapper in _wrapper_names(command):
+                    # `Bash(sudo rm:*)` is indexed under sudo but must see the rm that sudo runs.
+                    candidates.extend(self._restrictive_by_name.get(wrapper, ()))
+                for rule in (*candidates, *self._restrictive_any):
+                    if (
+                        rule not in restrictive
+                        and rule.in_scope(agent, command_cwd)
+                        and self._matches_with_wrappers(rule, command)
+                    ):
+                        restrictive[rule] = _command_text(command)
+            if redirect_rules:
                 for redirect in command.redirects:
                     self._match_redirect(redirect.op, redirect.target, agent, command_cwd, restrictive)
 
