@@ -39,3 +39,25 @@ def test_gateway_storage_prefixes_are_isolated(gateway_stack):
     assert build_models(other).orgs.Meta.table_name.endswith("-other-orgs")
     assert build_models(other) is build_models(other)
     assert build_models(other).orgs is not build_models(gateway_stack.settings).orgs
+
+
+def test_gateway_storage_hot_agent_reads_leave_the_attestation_out_and_keep_it_stored(gateway_stack):
+    store = Store(gateway_stack.settings)
+    store.create_org("org_attest", "attest")
+    measurement = {"digest": "d" * 64, "files": {f"edge_relay/m{i}.py": "a" * 64 for i in range(200)}}
+    agent = store.models.agents(
+        relay_id="rly_attest", org_id="org_attest", name="web-01", credential_hash="h",
+        enrolled_at="2026-11-25T09:00:00.000000Z", attestation=measurement,
+    )
+    agent.save()
+
+    hot = store.get_agent("org_attest", "rly_attest")
+    assert hot.name == "web-01" and hot.credential_hash == "h" and hot.attestation is None
+    assert [a.attestation for a in store.list_agents("org_attest")] == [None]
+    assert [a.name for a in store.find_agents_by_name("org_attest", "web-01")] == ["web-01"]
+
+    # An update through a record read without it leaves the stored measurement alone.
+    store.mark_agent_online(hot, "conn-9", "2026-11-25T09:01:00.000000Z")
+    full = store.get_agent("org_attest", "rly_attest", with_attestation=True)
+    assert full.status == "online" and full.attestation == measurement
+    assert [a.attestation for a in store.list_agents("org_attest", with_attestation=True)] == [measurement]

@@ -40,7 +40,7 @@ class VerifyRequest(BaseModel):
 def _relay_measurement(runtime: Any, org_id: str, relay_id: str | None) -> dict[str, Any] | None:
     if not relay_id:
         raise InvalidInput("relay_id is required for component 'relay' without a measurement")
-    record = runtime.store.get_agent(org_id, relay_id)
+    record = runtime.store.get_agent(org_id, relay_id, with_attestation=True)
     if record is None:
         raise NotFound(f"no relay {relay_id} in this org")
     return record.attestation
@@ -69,7 +69,7 @@ async def report(request: Request, auth: AnyKey) -> dict[str, Any]:
         policy = load_policy(runtime.settings, auth.org_id)
         gateway = gateway_measurement()
         relays = []
-        for record in runtime.store.list_agents(auth.org_id):
+        for record in runtime.store.list_agents(auth.org_id, with_attestation=True):
             reported = record.attestation if isinstance(record.attestation, dict) else None
             status = compare(policy["relay"], reported)["status"] if policy.get("relay") else None
             relays.append({"relay_id": record.relay_id, "name": record.name,

@@ -44,6 +44,7 @@ class Store:
     def __init__(self, settings: Settings, models: Models | None = None):
         self.settings = settings
         self.models = models or build_models(settings)
+        self._agent_attribute_names: list[str] | None = None
 
     # -- orgs -------------------------------------------------------------------------
 
@@ -154,24 +155,51 @@ class Store:
         record.save(condition=self.models.agents.relay_id.does_not_exist())
         return record
 
-    def get_agent_any_org(self, relay_id: str) -> Any | None:
+    def _agent_projection(self, with_attestation: bool) -> list[str] | None:
+        """Attributes to read for an agent: all of them, or all but the attestation.
+
+        A relay's attestation measurement (a SHA-256 per code file) is ~17 KB, far more than
+        the rest of the record, and only the attestation API needs it; every exec reads the
+        agent, so the hot reads leave it out. Such a record is for reading and for
+        ``update`` actions only: saving it whole would drop the measurement.
+        """
+        if with_attestation:
+            return None
+        names = self._agent_attribute_names
+        if names is None:
+            names = self._agent_attribute_names = [
+                attribute.attr_name
+                for name, attribute in self.models.agents.get_attributes().items()
+                if name != "attestation"
+            ]
+        return names
+
+    def get_agent_any_org(self, relay_id: str, *, with_attestation: bool = False) -> Any | None:
         """The relay record whatever its org: only for relay authentication, never for tenants."""
         try:
-            return self.models.agents.get(relay_id, consistent_read=True)
+            return self.models.agents.get(
+                relay_id, consistent_read=True, attributes_to_get=self._agent_projection(with_attestation)
+            )
         except DoesNotExist:
             return None
 
-    def get_agent(self, org_id: str, relay_id: str) -> Any | None:
-        record = self.get_agent_any_org(relay_id)
+    def get_agent(self, org_id: str, relay_id: str, *, with_attestation: bool = False) -> Any | None:
+        record = self.get_agent_any_org(relay_id, with_attestation=with_attestation)
         if record is None or record.org_id != org_id:
             return None
         return record
 
     def find_agents_by_name(self, org_id: str, name: str) -> list[Any]:
-        return list(self.models.agents.by_org.query(org_id, self.models.agents.name == name))
+        return list(
+            self.models.agents.by_org.query(
+                org_id, self.models.agents.name == name, attributes_to_get=self._agent_projection(False)
+            )
+        )
 
-    def list_agents(self, org_id: str) -> list[Any]:
-        return list(self.models.agents.by_org.query(org_id))
+    def list_agents(self, org_id: str, *, with_attestation: bool = False) -> list[Any]:
+        return list(
+            self.models.agents.by_org.query(org_id, attributes_to_get=self._agent_projection(with_attestation))
+        )
 
     def flag_agent(self, record: Any, reason: str) -> None:
         """Refuse this relay from now on, until an admin re-enrolls it (a new relay id)."""
