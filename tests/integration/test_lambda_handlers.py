@@ -137,6 +137,8 @@ def test_lambda_ws_authorizer_allows_only_the_enrolled_credential(lambda_stack, 
 
 
 def test_lambda_ws_connect_message_disconnect_track_the_relay(lambda_stack, load_event, lambda_context):
+    from flowlink.relays import handle_relay_message
+
     from functions.ws_connect.app import handler as connect
     from functions.ws_disconnect.app import handler as disconnect
     from functions.ws_message.app import handler as message
@@ -146,6 +148,24 @@ def test_lambda_ws_connect_message_disconnect_track_the_relay(lambda_stack, load
     assert connect(_relay_event(load_event("apigw_ws_connect.json"), identity), lambda_context) == {
         "statusCode": 200
     }
+    # Connected but not yet checked: no command may be sent to it before its hello.
+    assert store.get_connection("L0SM9cOFvHcCIhw=").relay_id == identity["relay_id"]
+    assert store.get_agent(org["org_id"], identity["relay_id"]).status == "offline"
+    sent: list[dict] = []
+
+    class Capture:
+        def send(self, connection_id: str, payload: dict) -> None:
+            sent.append(payload)
+
+    answer = handle_relay_message(
+        store, lambda_stack.settings, Capture(), "L0SM9cOFvHcCIhw=", json.dumps({"action": "sync"})
+    )
+    assert answer["code"] == "hello_first" and sent == [answer]
+
+    hello = _relay_event(load_event("apigw_ws_message_heartbeat.json"), identity)
+    enrolled_key = store.get_agent(org["org_id"], identity["relay_id"]).signing_public_key
+    hello["body"] = json.dumps({"action": "hello", "signing_public_key": enrolled_key, "version": "1"})
+    assert message(hello, lambda_context) == {"statusCode": 200}
     agent = store.get_agent(org["org_id"], identity["relay_id"])
     assert agent.status == "online" and agent.connection_id == "L0SM9cOFvHcCIhw="
     seen = agent.last_seen

@@ -399,7 +399,8 @@ def authorize_relay(store: Store, relay_id: str | None, credential: str | None) 
 
 
 def connect_relay(store: Store, connection_id: str, relay_id: str, org_id: str) -> None:
-    """$connect: remember the connection and mark the relay online on it."""
+    """$connect: remember the connection. The relay is marked online on it only by ``hello``,
+    after its signing key and attestation are checked: until then no command is sent to it."""
     record = store.get_agent(org_id, relay_id)
     if record is None:
         raise RelayAuthenticationFailed("relay no longer enrolled")
@@ -407,7 +408,6 @@ def connect_relay(store: Store, connection_id: str, relay_id: str, org_id: str) 
     store.put_connection(
         connection_id, relay_id, org_id, now, expires_at=int(time.time()) + CONNECTION_TTL_SECONDS
     )
-    store.mark_agent_online(record, connection_id, now)
     audit.append_event(
         org_id,
         "relay.connected",
@@ -612,6 +612,11 @@ def _on_heartbeat(
 
 def _on_sync(store: Store, settings: Settings, channel: RelayChannel, connection: Any, message: dict) -> dict:
     """Re-send every still-unacknowledged command of this relay, re-signed with a fresh expiry."""
+    # Only to a relay whose hello on this very connection was accepted: a sync sent before
+    # (or instead of) hello must not hand commands to a relay not yet checked or refused.
+    record = store.get_agent(connection.org_id, connection.relay_id)
+    if record is None or record.flagged or record.connection_id != connection.connection_id:
+        return _answer(channel, connection.connection_id, _error("hello_first", "send hello and wait for welcome first"))
     resent: list[str] = []
     cutoff = time.time() - RESYNC_MAX_AGE_SECONDS
     for record in store.list_pending_commands(connection.org_id, connection.relay_id):
