@@ -88,6 +88,32 @@ def create_api_key(
     return key_to_dict(record), plaintext
 
 
+def issue_api_key(
+    store: Store,
+    audit_log: Any,
+    org_id: str,
+    *,
+    scope: str,
+    name: str,
+    created_by: str | None,
+    actor: dict[str, Any],
+) -> tuple[dict[str, Any], str]:
+    """``create_api_key`` plus its ``key.created`` audit event: how every caller mints a key.
+
+    ``audit_log`` is the ``flowlink.audit.AuditStore`` of the key's stack (passed in, so a
+    CLI talking to another stack's tables audits there too). The event carries the display
+    prefix, never the key. Raises what ``create_api_key`` and ``AuditStore.append`` raise.
+    """
+    record, plaintext = create_api_key(store, org_id, scope=scope, name=name, created_by=created_by)
+    audit_log.append(
+        org_id,
+        "key.created",
+        {"key_id": record["key_id"], "scope": record["scope"], "name": record["name"], "prefix": record["prefix"]},
+        actor=actor,
+    )
+    return record, plaintext
+
+
 def key_to_dict(record: Any) -> dict[str, Any]:
     return {
         "key_id": record.key_id,

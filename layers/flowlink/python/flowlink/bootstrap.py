@@ -13,7 +13,7 @@ import secrets
 from typing import Any
 
 from flowlink import audit
-from flowlink.auth import SCOPE_ADMIN, SCOPE_AGENT, SCOPE_APPROVER, AuthContext, create_api_key
+from flowlink.auth import SCOPE_ADMIN, SCOPE_AGENT, SCOPE_APPROVER, AuthContext, issue_api_key
 from flowlink.relays import create_enrollment_token
 from flowlink.settings import Settings
 from flowlink.storage import Store
@@ -46,16 +46,15 @@ def bootstrap_local(
         ("approver_key", SCOPE_APPROVER),
         ("admin_key", SCOPE_ADMIN),
     ):
-        record, plaintext = create_api_key(
-            store, org.org_id, scope=scope, name=f"{org_name}-{scope}", created_by="bootstrap"
-        )
-        audit.append_event(
+        _, keys[field_name] = issue_api_key(
+            store,
+            audit.default_store(),
             org.org_id,
-            "key.created",
-            {"key_id": record["key_id"], "scope": scope, "name": record["name"], "prefix": record["prefix"]},
+            scope=scope,
+            name=f"{org_name}-{scope}",
+            created_by="bootstrap",
             actor={"type": "system", "name": "bootstrap"},
         )
-        keys[field_name] = plaintext
     system = AuthContext(org_id=org.org_id, key_id="bootstrap", scope=SCOPE_ADMIN, name="bootstrap")
     token = create_enrollment_token(store, system, relay_name)
     logger.info("local org bootstrapped", extra={"org_id": org.org_id})

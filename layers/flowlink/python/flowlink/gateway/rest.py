@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowlink import __version__, audit
-from flowlink.auth import SCOPES, AuthContext, create_api_key, list_api_keys, revoke_api_key
+from flowlink.auth import SCOPES, AuthContext, issue_api_key, list_api_keys, revoke_api_key
 from flowlink.gateway.deps import AdminKey, AnyKey, get_runtime
 from flowlink.relays import create_enrollment_token, enroll_relay
 
@@ -70,18 +70,13 @@ async def keys(request: Request, auth: AdminKey) -> dict[str, Any]:
 
 
 def _create_key(runtime: Any, auth: AuthContext, body: KeyRequest) -> dict[str, Any]:
-    record, plaintext = create_api_key(
-        runtime.store, auth.org_id, scope=body.scope, name=body.name, created_by=auth.key_id
-    )
-    audit.append_event(
+    record, plaintext = issue_api_key(
+        runtime.store,
+        audit.default_store(),
         auth.org_id,
-        "key.created",
-        {
-            "key_id": record["key_id"],
-            "scope": record["scope"],
-            "name": record["name"],
-            "prefix": record["prefix"],
-        },
+        scope=body.scope,
+        name=body.name,
+        created_by=auth.key_id,
         actor=auth.actor(),
     )
     return {**record, "key": plaintext}
