@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from flowlink.local.client_configs import client_configs
+from flowlink.local.client_configs import client_config_lines
 from flowlink.local.processes import PortInUseError
 from flowlink.local.stack import LocalStack, LocalStackError, StackConfig, probe_status, read_local_info
 from flowlink.relay_protocol import generate_signing_key, private_key_to_pem
@@ -154,9 +154,7 @@ def render_banner(info: dict[str, Any], stack: LocalStack) -> str:
         "",
         "Ready-to-paste client configs:",
     ]
-    for config in client_configs(info["mcp_url"], info["api_key"]):
-        lines += ["", f"  {config.client}  ({config.path})"]
-        lines += ["    " + line for line in config.text().splitlines()]
+    lines += client_config_lines(info["mcp_url"], info["api_key"])
     lines += [
         "",
         ("Try it: npx -y @modelcontextprotocol/inspector@0.15.0 --cli "

@@ -42,3 +42,12 @@ def client_configs(mcp_url: str, api_key: str, *, server_name: str = SERVER_NAME
         ClientConfig("Windsurf", "~/.codeium/windsurf/mcp_config.json",
                      {"mcpServers": {server_name: {"serverUrl": mcp_url, "headers": headers}}}),
     ]
+
+
+def client_config_lines(mcp_url: str, api_key: str) -> list[str]:
+    """The four configs as indented text lines, each headed by its client and file, for a banner."""
+    lines: list[str] = []
+    for config in client_configs(mcp_url, api_key):
+        lines += ["", f"  {config.client}  ({config.path})"]
+        lines += ["    " + line for line in config.text().splitlines()]
+    return lines
