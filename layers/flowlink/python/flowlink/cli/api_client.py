@@ -41,7 +41,8 @@ def _local_state() -> dict[str, Any]:
 
 class ApiClient:
     def __init__(self, base_url: str, key: str, *, timeout: float = 30.0):
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers={"Authorization": f"Bearer {key}"}, timeout=timeout)
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=timeout)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, *, local_key_field: str) -> ApiClient:
