@@ -5,7 +5,8 @@
   ``AWS_ENDPOINT_URL`` when a developer points the suite elsewhere.
 - ``aws_env``: fake credentials, empty AWS config files and ``AWS_ENDPOINT_URL`` for this test.
 - ``gateway_stack``: the contracts §3 tables under a fresh prefix (created with boto3 here,
-  deliberately small; the real stack is provisioned from template.yaml elsewhere), the
+  deliberately small, unless a module overrides ``create_gateway_tables``; the real stack is
+  provisioned from template.yaml elsewhere), the
   FlowLink environment for it, and the audit writer pointed at it.
 - ``live_gateway``: the local gateway app (``create_local_app``) served by uvicorn on a free
   port in a background thread, with its WebSocket URL and management API configured.
@@ -119,7 +120,16 @@ class GatewayStack:
 
 
 @pytest.fixture
-def gateway_stack(aws_env: str, monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[GatewayStack]:
+def create_gateway_tables():
+    """How ``gateway_stack`` creates its tables: ``create_tables`` (a module may override this
+    fixture, e.g. to provision the whole template.yaml)."""
+    return create_tables
+
+
+@pytest.fixture
+def gateway_stack(
+    aws_env: str, create_gateway_tables, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> Iterator[GatewayStack]:
     prefix = "gw-" + secrets.token_hex(4)
     monkeypatch.setenv("FLOWLINK_ENV", "local")
     monkeypatch.setenv("FLOWLINK_TABLE_PREFIX", prefix)
@@ -127,7 +137,7 @@ def gateway_stack(aws_env: str, monkeypatch: pytest.MonkeyPatch, tmp_path) -> It
     monkeypatch.setenv("FLOWLINK_EXEC_WAIT_SECONDS", "8")
     monkeypatch.setenv("FLOWLINK_WS_URL", "ws://127.0.0.1:1/ws")
     settings = Settings.from_env()
-    create_tables(settings)
+    create_gateway_tables(settings)
     audit.set_default_store(AuditStore(settings=settings))
     try:
         yield GatewayStack(settings=settings, store=Store(settings), monkeypatch=monkeypatch)

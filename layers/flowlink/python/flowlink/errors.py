@@ -109,3 +109,21 @@ class ServiceMisconfigured(FlowLinkError):
 
     code = "misconfigured"
     http_status = 500
+
+
+class OrgExists(Conflict):
+    """An org of that name is already in the stack; ``extra["org_id"]`` names it."""
+
+    code = "org_exists"
+
+
+class StackNotProvisioned(ServiceMisconfigured):
+    """The stack (or table prefix) named has no, or not all, FlowLink tables: nothing was written."""
+
+    code = "stack_not_provisioned"
+
+
+class AwsAccessFailed(ServiceMisconfigured):
+    """AWS refused or could not be asked: no credentials, bad credentials, no permission, no endpoint."""
+
+    code = "aws_access_failed"

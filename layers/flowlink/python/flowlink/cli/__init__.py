@@ -21,6 +21,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("secrets_cmd", "secrets"),
     ("approvals_cmd", "approve, deny, approvals, telegram"),
     ("audit_cmd", "audit"),
+    ("admin_cmd", "admin"),
     ("keys_cmd", "keys, enrollment-token"),
 ]
 
