@@ -188,3 +188,44 @@ def test_gateway_expired_enrollment_token_is_refused(live_gateway):
     )
     assert response.status_code == 401 and response.json()["error"] == "enrollment_token_invalid"
     assert live_gateway.stack.store.list_agents(org["org_id"]) == []
+
+
+def _stored_commands(store, org_id: str, name: str, commands: list[str]) -> str:
+    """A relay of ``org_id`` with ``commands`` stored oldest first, as the exec path stores them."""
+    from flowlink import relay_protocol
+    from flowlink.storage import utc_now_iso
+
+    relay_id = "rly_" + relay_protocol.new_command_id()[-10:]
+    store.put_agent(relay_id=relay_id, org_id=org_id, name=name, credential_hash="x", enrolled_at=utc_now_iso(),
+                    status="offline", hostname=name + ".internal")
+    for command in commands:
+        store.create_command(
+            command_id=relay_protocol.new_command_id(), org_id=org_id, relay_id=relay_id,
+            agent_key=f"{org_id}#{relay_id}", agent_name=name, op="exec", command=command, timeout=30,
+            created_at=utc_now_iso(), status="completed", exit_code=0,
+            gateway_verdict={"decision": "auto", "score": 0, "reasons": []}, decision="auto",
+        )
+    return relay_id
+
+
+def test_gateway_agent_command_history_pages_newest_first_within_the_org(live_gateway):
+    stack = live_gateway.stack
+    acme, globex = stack.org("acme"), stack.org("globex")
+    relay_id = _stored_commands(stack.store, acme["org_id"], "web-01", ["echo one", "echo two", "echo three"])
+    approver = {"Authorization": f"Bearer {acme['approver_key']}"}
+    url = f"{live_gateway.base_url}/api/v1/agents/{relay_id}/commands"
+
+    first = httpx.get(url, params={"limit": 2}, headers=approver)
+    assert first.status_code == 200, first.text
+    assert [c["command"] for c in first.json()["commands"]] == ["echo three", "echo two"]
+    assert first.json()["agent"]["relay_id"] == relay_id and first.json()["next_page_token"]
+    second = httpx.get(url, params={"limit": 2, "page_token": first.json()["next_page_token"]}, headers=approver)
+    assert [c["command"] for c in second.json()["commands"]] == ["echo one"]
+    by_name = httpx.get(f"{live_gateway.base_url}/api/v1/agents/web-01/commands", headers=approver)
+    assert len(by_name.json()["commands"]) == 3
+
+    other_org = httpx.get(url, headers={"Authorization": f"Bearer {globex['approver_key']}"})
+    assert other_org.status_code == 404 and other_org.json()["error"] == "agent_not_found"
+    assert httpx.get(url, params={"limit": 0}, headers=approver).status_code == 400
+    assert httpx.get(url, params={"limit": "many"}, headers=approver).status_code == 400
+    assert httpx.get(url).status_code == 401

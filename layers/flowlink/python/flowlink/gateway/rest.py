@@ -1,4 +1,5 @@
-"""REST routes of the gateway under /api/v1: health, relay enrollment, agents and API keys.
+"""REST routes of the gateway under /api/v1: health, relay enrollment, agents, their command
+history and API keys.
 
 Each route authenticates with ``require_key``, validates its body with a pydantic model,
 calls one domain function in a worker thread and returns JSON; domain errors become
@@ -7,6 +8,7 @@ calls one domain function in a worker thread and returns JSON; domain errors bec
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import anyio
@@ -15,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flowlink import __version__, audit
 from flowlink.auth import SCOPES, AuthContext, issue_api_key, list_api_keys, revoke_api_key
+from flowlink.commands import HISTORY_DEFAULT_LIMIT
 from flowlink.gateway.deps import AdminKey, AnyKey, get_runtime
 from flowlink.relays import create_enrollment_token, enroll_relay
 
@@ -61,6 +64,22 @@ async def enroll(request: Request) -> dict[str, Any]:
 async def agents(request: Request, auth: AnyKey) -> dict[str, Any]:
     runtime = get_runtime(request)
     return {"agents": await anyio.to_thread.run_sync(runtime.commands.list_agents, auth)}
+
+
+@router.get("/agents/{agent}/commands")
+async def agent_commands(
+    agent: str,
+    request: Request,
+    auth: AnyKey,
+    limit: int = HISTORY_DEFAULT_LIMIT,
+    page_token: str | None = None,
+) -> dict[str, Any]:
+    """An agent's commands, newest first: what the MCP ``history`` tool returns, for the
+    dashboard. ``agent`` is a relay id or name; ``next_page_token`` pages to older ones."""
+    runtime = get_runtime(request)
+    return await anyio.to_thread.run_sync(
+        partial(runtime.commands.history, auth, agent, limit=limit, page_token=page_token)
+    )
 
 
 @router.get("/keys")
