@@ -158,9 +158,10 @@ _BRACED = re.compile(
 _SUBSTRING = re.compile(r"^:\s*(-?\d+)\s*(?::\s*(-?\d+)\s*)?$")
 _INLINE_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _ARITH_SAFE = re.compile(r"^[\d\s+\-*/%()]+$")
-# Input made only of plain words, simple quoted strings and ; && || | qualifies for the fast path.
-_FAST_PATH = re.compile(r"""^(?:[A-Za-z0-9_./:,@%+=-]++|'[^'\n]*+'|"[^"$`\\\n]*+"|&&|\|\||[;|]| )++$""")
-_FAST_TOKEN = re.compile(r"""[A-Za-z0-9_./:,@%+=-]+|'[^'\n]*'|"[^"$`\\\n]*"|&&|\|\||[;|]| +""")
+# Input made only of plain words (~ expands as in the tree walk), simple quoted strings and
+# ; && || | qualifies for the fast path.
+_FAST_PATH = re.compile(r"""^(?:[A-Za-z0-9_./:,@%+=~-]++|'[^'\n]*+'|"[^"$`\\\n]*+"|&&|\|\||[;|]| )++$""")
+_FAST_TOKEN = re.compile(r"""[A-Za-z0-9_./:,@%+=~-]+|'[^'\n]*'|"[^"$`\\\n]*"|&&|\|\||[;|]| +""")
 _STATEMENT_SKIP = frozenset(
     {
         ";",
@@ -336,11 +337,13 @@ class Analyzer:
             previous_main = None
             renders = []
             for argv, name_quoted, raw in pipeline:
+                state = _WordState()
+                argv = [self._fast_tilde(word, state) if word[:1] == "~" else word for word in argv]
                 outcome = self.exec_argv(
                     argv,
                     [False] * len(argv),
                     ctx,
-                    _WordState(),
+                    state,
                     raw=raw,
                     stdin=previous_out,
                     pipe_from=previous_main,
@@ -358,6 +361,13 @@ class Analyzer:
                     previous_out = Stream(None, True, previous_out.decoders)
             # A lone command keeps its own rendering (None for an alias: its expansion renders).
             self.units[slot] = " | ".join(renders) if len(pipeline) > 1 else outcome.render
+
+    def _fast_tilde(self, word: str, state: _WordState) -> str:
+        """Tilde expansion of an unquoted fast-path word, exactly as ``_segments`` does it."""
+        text, other_user = words.expand_tilde(word, self.home)
+        if other_user:
+            state.add_obf("tilde_user")
+        return text
 
     def parse_text(
         self,
@@ -2481,6 +2491,10 @@ def _fast_statements(text: str):
                 return None
             quoted_first = quoted
             start = match.start()
+        # Quoted, a leading ~ stays literal, but run_fast expands every word that starts
+        # with ~ once the quotes are gone: leave such input to the tree walk.
+        if quoted and token[1:2] == "~":
+            return None
         words_now.append(token[1:-1] if quoted else token)
         end = match.end()
         previous_kind = "word"
