@@ -136,6 +136,10 @@ BUILD_NAMES = frozenset(
 BUILD_SUFFIXES = (".pyc", ".pyo", ".o", ".class", ".log", ".tmp", ".egg-info", ".tsbuildinfo")
 HOME_CACHE_DIRS = (".cache", ".npm/_cacache", ".cargo/registry/cache", "Library/Caches", ".gradle/caches",
                    ".m2/repository", ".pnpm-store", ".yarn/cache", "go/pkg/mod/cache", ".local/share/Trash")  # fmt: skip
+# Directories one level deeper than a home's children that still hold every application's
+# data (XDG_DATA_HOME, XDG_STATE_HOME, macOS Application Support, Flatpak app data): they
+# weigh like ~/.config, not like one project folder.
+HOME_DATA_ROOTS = (".local/share", ".local/state", "Library/Application Support", ".var/app")
 BLOCK_DEVICE = re.compile(
     r"^/dev/(sd[a-z]+\d*|hd[a-z]+\d*|vd[a-z]+\d*|xvd[a-z]+\d*|nvme\d+(n\d+)?(p\d+)?|mmcblk\d+(p\d+)?|md\d+|"
     r"dm-\d+|mapper/.+|disk/.+|loop\d+|sr\d+|[a-zA-Z0-9_-]+/[a-zA-Z0-9_.-]+|root|rootfs|mem|kmem|port|nbd\d+|"
@@ -184,6 +188,8 @@ SECRET_PATTERNS = tuple(
         r"(^|/)wallet\.dat$",
         r"\.tfstate(\.backup)?$|(^|/)\.htpasswd$|\.keytab$|(^|/)service[-_]?account[^/]*\.json$|(^|/)token\.json$",
         r"(^|/)\.(git-credentials|boto|s3cfg|dockercfg|fetchmailrc|msmtprc)$|(^|/)\.config/rclone/rclone\.conf$",
+        # Secrets mounted into containers and pods (service-account tokens, docker/k8s secrets).
+        r"^/(var/)?run/secrets/",
     )
 )
 NOT_SECRET = re.compile(r"\.(pub|example|sample|template|dist)$|known_hosts$|\.ssh/config$")
@@ -210,6 +216,8 @@ PERSISTENCE_PATTERNS = tuple(
         r"^/etc/pam\.d/|^/(usr/)?lib(64)?/(x86_64-linux-gnu/)?security/",
         r"^/etc/(passwd|shadow|group)$",
         r"(site|dist)-packages/.*\.pth$|\.pth$",
+        # Python imports these on every interpreter start-up, like .pth files.
+        r"(site|dist)-packages/(usercustomize|sitecustomize)\.py$",
         r"^/.*/\.git/hooks/|^~?/?\.hooks/|(^|/)\.hooks/",
         r"^/etc/update-motd\.d/|^/etc/apt/apt\.conf\.d/",
         r"(^|/)Library/Launch(Agents|Daemons)/|^/Library/StartupItems",
@@ -386,7 +394,7 @@ def classify_path(word: str, env: PathEnv = PathEnv()) -> frozenset[str]:
             classes.add("home")
         elif any(rel == c or rel.startswith(c + "/") for c in HOME_CACHE_DIRS):
             classes.add("cache")
-        elif "/" not in rel:
+        elif "/" not in rel or rel in HOME_DATA_ROOTS:
             classes.add("home_child")
         else:
             classes.add("home_deep")
@@ -568,6 +576,14 @@ def hosts_in(command: SimpleCommand) -> list[tuple[str, str]]:
             host = host_of(candidate)
             if host:
                 found.append((host, classify_host(host)))
+    args = command.args
+    for i, word in enumerate(args[:-1]):
+        if word in ("-display", "--display", "-disp"):
+            # X clients: `xterm -display 203.0.113.14:1` draws on (and takes input from) that host.
+            match = _X_DISPLAY.match(args[i + 1])
+            if match and match.group(1):
+                host = match.group(1).strip("[]").lower()
+                found.append((host, classify_host(host)))
     if command.name in BARE_HOST_COMMANDS:
         view = split_args(command.args, BARE_HOST_PROFILES.get(command.name))
         for word in view.positionals:
@@ -584,6 +600,7 @@ def hosts_in(command: SimpleCommand) -> list[tuple[str, str]]:
 
 
 DNS_COMMANDS = frozenset({"dig", "nslookup", "host", "drill", "ping", "ping6"})
+_X_DISPLAY = re.compile(r"^([A-Za-z0-9._-]+|\[[^\]]+\])?:\d+(\.\d+)?$")
 _TRAILING_DOMAIN = re.compile(r"\.((?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,})$")
 _FILE_SUFFIXES = (
     ".sh",

@@ -14,7 +14,7 @@ from shield.rules import (
     match_parse,
     sql_kinds,
 )
-from shield.rules.facts import split_args
+from shield.rules.facts import hosts_in, split_args
 from shield.rules.loader import load_text
 
 pytestmark = pytest.mark.unit
@@ -147,11 +147,35 @@ def test_rules_redirect_and_stdin_predicates_match_hand_built_commands():
         ("~/.bashrc", {"persistence", "shell_rc"}),
         ("/etc/cron.d/job", {"persistence"}),
         ("../../../../etc", {"escape", "system"}),
+        ("/run/secrets/db_password", {"secret"}),
+        ("/var/run/secrets/eks.amazonaws.com/serviceaccount/token", {"secret"}),
+        ("/usr/lib/python3/dist-packages/sitecustomize.py", {"persistence"}),
+        ("~/.local/lib/python3.12/site-packages/usercustomize.py", {"persistence"}),
+        ("~/.local/share", {"home_child"}),
+        ("~/Library/Application Support", {"home_child"}),
+        ("~/.local/share/fonts", {"home_deep"}),
     ],
 )
 def test_rules_classify_path_knows_target_classes(word, expected):
     classes = classify_path(word, PathEnv(home="/home/dev"))
     assert expected <= classes, classes
+
+
+def test_rules_python_startup_hooks_outside_site_packages_are_plain_files():
+    assert "persistence" not in classify_path("src/sitecustomize.py", PathEnv(home="/home/dev"))
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["-display", "198.51.100.30:0"], [("198.51.100.30", "public_ip")]),
+        (["-display", "xhost.evil.example:1.0", "-e", "top"], [("xhost.evil.example", "unknown")]),
+        (["-display", ":0"], []),
+        (["-fg", "white"], []),
+    ],
+)
+def test_rules_hosts_in_reads_x_displays(args, expected):
+    assert hosts_in(SimpleCommand(name="xterm", args=args)) == expected
 
 
 def test_rules_classify_path_uses_project_root_for_absolute_paths():
