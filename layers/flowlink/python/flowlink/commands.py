@@ -336,8 +336,11 @@ class CommandService:
 
     # -- exec -------------------------------------------------------------------------
 
-    def exec(self, auth: AuthContext, request: ExecRequest) -> dict[str, Any]:
+    def exec(self, auth: AuthContext, request: ExecRequest, *, wait: bool = True) -> dict[str, Any]:
         """Judge and run one command; returns the command view (finished or still running).
+
+        ``wait=False`` returns as soon as the command is dispatched (or waits for approval)
+        instead of waiting for its result: the caller follows it as an MCP task.
 
         Raises InvalidInput, PermissionDenied, AgentNotFound, AgentOffline (record marked
         failed), CommandDenied (gateway Shield deny, nothing dispatched), SecretNotFound, and
@@ -352,7 +355,7 @@ class CommandService:
             )
             existing = self.store.get_command(auth.org_id, command_id)
             if existing is not None:
-                return self._replay(existing, request.command, request.timeout)
+                return self._replay(existing, request.command, request.timeout, wait=wait)
         else:
             command_id = relay_protocol.new_command_id()
 
@@ -407,16 +410,16 @@ class CommandService:
             auth, agent, record_fields, env=request.env, audit_fields=base, policy_text=policy_text
         )
         if not created:
-            return self.wait(auth.org_id, record, request.timeout)
+            return self.wait(auth.org_id, record, request.timeout) if wait else command_view(record)
         # The dispatch event is written while the relay runs the command, off the
         # critical path of the round trip; it is complete before the call returns.
         writer = _BackgroundCall(audit.append_event, auth.org_id, "exec.dispatched", base, actor=auth.actor())
         try:
-            return self.wait(auth.org_id, record, request.timeout)
+            return self.wait(auth.org_id, record, request.timeout) if wait else command_view(record)
         finally:
             writer.join()
 
-    def _replay(self, existing: Any, command: str, timeout: float) -> dict[str, Any]:
+    def _replay(self, existing: Any, command: str, timeout: float, *, wait: bool = True) -> dict[str, Any]:
         """A retried idempotent call: same command → the first call's outcome; else Conflict."""
         if existing.op != relay_protocol.OP_EXEC or existing.command != command:
             raise Conflict("idempotency_key was already used for a different command")
@@ -430,7 +433,7 @@ class CommandService:
             )
         if existing.status == "pending_approval":
             return self._pending_view(existing)
-        return self.wait(existing.org_id, existing, timeout)
+        return self.wait(existing.org_id, existing, timeout) if wait else command_view(existing)
 
     def _request_approval(
         self, auth: AuthContext, fields: dict[str, Any], request: ExecRequest, verdict: dict, audit_fields: dict

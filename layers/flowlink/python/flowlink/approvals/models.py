@@ -17,12 +17,14 @@ from pynamodb.models import Model
 from flowlink.settings import Settings
 
 # Approval states. ``pending`` is the only one a decision may change; the rest are final.
+# ``cancelled``: the requester withdrew the command (an MCP ``tasks/cancel``) before a decision.
 PENDING = "pending"
 APPROVED = "approved"
 DENIED = "denied"
 TIMED_OUT = "timed_out"
 FAILED = "failed"
-FINAL_STATES = frozenset({APPROVED, DENIED, TIMED_OUT, FAILED})
+CANCELLED = "cancelled"
+FINAL_STATES = frozenset({APPROVED, DENIED, TIMED_OUT, FAILED, CANCELLED})
 
 
 def approval_model(settings: Settings) -> Any:

@@ -10,7 +10,8 @@ The life of an approval:
    enough approvals are in, ``SendTaskSuccess`` resumes the machine; one denial sends
    ``SendTaskFailure``. Every decision is conditional on the approval still pending and
    the approver not having voted, so double presses, replays and late answers change
-   nothing.
+   nothing. The requester may instead ``cancel`` a pending approval (the command's MCP
+   task was cancelled); that also ends the machine with ``SendTaskFailure``.
 4. The machine then runs ``dispatch`` (approved: the command goes to the relay with an
    approval grant) or ``record_outcome`` (denied, timed out, failed: it never runs).
 
@@ -34,6 +35,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from flowlink import audit
 from flowlink.approvals.models import (
     APPROVED,
+    CANCELLED,
     DENIED,
     FAILED,
     FINAL_STATES,
@@ -445,6 +447,34 @@ class ApprovalService:
         verb = "approved: the command will run once" if final == APPROVED else "denied: the command will not run"
         return DecisionResult(approval_id, final, verb, True)
 
+    def cancel(self, org_id: str, approval_id: str, *, requester: str, identity: str) -> DecisionResult:
+        """Withdraw a pending approval for its requester; harmless when no longer pending.
+
+        The caller has already moved the command out of ``pending_approval``, which is what
+        guarantees it never runs (dispatch moves it only from that state); closing the
+        approval tells approvers and ends the state machine early. Raises ApprovalNotFound.
+        """
+        item = self.get(org_id, approval_id)
+        now = self._clock()
+        entry = {"approver": requester, "identity": identity, "channel": "mcp", "decision": "cancel", "at": _now_iso(now)}
+        try:
+            item.update(
+                actions=[
+                    self.model.status.set(CANCELLED),
+                    self.model.decided_at.set(_now_iso(now)),
+                    self.model.decisions.set(self.model.decisions.append([entry])),
+                ],
+                condition=self.model.status == PENDING,
+            )
+        except UpdateError:
+            item.refresh(consistent_read=True)
+            return DecisionResult(approval_id, item.status, f"approval already {item.status}; nothing changed", False)
+        # Read back so the task token stored concurrently by on_notify is seen.
+        item.refresh(consistent_read=True)
+        if item.task_token:
+            self._resume_machine(item, item.task_token)
+        return DecisionResult(approval_id, CANCELLED, "cancelled by the requester: the command will not run", True)
+
     def _close(self, item: Any, status: str, now: float) -> bool:
         """Move pending → final exactly once; False if someone else closed it first."""
         try:
@@ -465,7 +495,7 @@ class ApprovalService:
                     taskToken=task_token,
                     output=json.dumps({"outcome": "approved", "approvers": [d.get("approver") for d in item.decisions or []]}),
                 )
-            elif item.status in (DENIED, FAILED):
+            elif item.status in (DENIED, FAILED, CANCELLED):
                 self.sfn.send_task_failure(taskToken=task_token, error="ApprovalDenied", cause=f"approval {item.status}")
         except ClientError as exc:
             code = exc.response["Error"]["Code"]
@@ -516,12 +546,19 @@ class ApprovalService:
         if item.status == PENDING:
             self._close(item, status, self._clock())
             item.refresh(consistent_read=True)
-        self.store_command_outcome(item, status)
+        # The approval's own final state when it has one: a cancelled approval reaches the
+        # recorder as a denial (the machine only knows ApprovalDenied).
+        self.store_command_outcome(item, item.status if item.status != PENDING else status)
         details = {"approval_id": approval_id, "command_id": item.command_id, "outcome": item.status}
         if error is not None:
             details["error"] = error if isinstance(error, (str, dict)) else str(error)
         audit.append_event(org_id, f"approval.{item.status}", details)
-        label = {DENIED: "⛔ Denied", TIMED_OUT: "⌛ Timed out — not run", FAILED: "⚠️ Failed — not run"}.get(item.status)
+        label = {
+            DENIED: "⛔ Denied",
+            TIMED_OUT: "⌛ Timed out — not run",
+            FAILED: "⚠️ Failed — not run",
+            CANCELLED: "🚫 Cancelled by the requester — not run",
+        }.get(item.status)
         if label:
             who = [d.get("approver") for d in item.decisions or [] if d.get("decision") == "deny"]
             self._edit_messages(item, label + (f" by {', '.join(who)}" if who else ""))
@@ -532,6 +569,7 @@ class ApprovalService:
         command_status, reason = {
             DENIED: ("denied", "denied by an approver; not run"),
             TIMED_OUT: ("timeout", "approval timed out; not run"),
+            CANCELLED: ("cancelled", "cancelled by the requester before approval; not run"),
         }.get(status, ("failed", "approval failed; not run"))
         self.store.transition_command(item.command_id, ["pending_approval"], command_status, error=reason)
 

@@ -21,7 +21,8 @@ from flowlink.settings import Settings
 from flowlink.storage.models import Models, build_models
 
 # Terminal command states: once reached, a record's result never changes again.
-TERMINAL_STATUSES = frozenset({"completed", "refused", "timeout", "failed", "denied"})
+# "cancelled": the requester withdrew a hard_ask command before it was approved.
+TERMINAL_STATUSES = frozenset({"completed", "refused", "timeout", "failed", "denied", "cancelled"})
 
 
 def utc_now_iso() -> str:
@@ -386,24 +387,48 @@ class Store:
         next_key = result.last_evaluated_key
         return items, encode_page_token(next_key) if next_key else None
 
+    def org_commands(
+        self, org_id: str, op: str, *, limit: int, page_token: str | None
+    ) -> tuple[list[Any], str | None]:
+        """One page of an org's commands of one ``op``, newest first, and the next page's token.
+
+        The op filter runs after DynamoDB's ``Limit``, so a page may hold fewer than
+        ``limit`` items (even none) and still have a next page.
+        """
+        model = self.models.commands
+        start_key = decode_page_token(page_token, org_id, partition="org_id") if page_token else None
+        result = model.by_org.query(
+            org_id,
+            scan_index_forward=False,
+            limit=limit,
+            last_evaluated_key=start_key,
+            filter_condition=model.op == op,
+        )
+        items = list(result)
+        next_key = result.last_evaluated_key
+        return items, encode_page_token(next_key) if next_key else None
+
 
 def encode_page_token(last_key: dict[str, Any]) -> str:
     raw = json.dumps(last_key, sort_keys=True, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_page_token(token: str, agent_key: str) -> dict[str, Any]:
-    """Decode a history page token; raises InvalidInput for anything we did not issue for this agent."""
+def decode_page_token(token: str, owner: str, *, partition: str = "agent_key") -> dict[str, Any]:
+    """Decode a page token of the commands index keyed by ``partition`` (``agent_key`` for a
+    relay's history, ``org_id`` for an org's commands); raises InvalidInput for anything we
+    did not issue for this ``owner``."""
     try:
         padded = token + "=" * (-len(token) % 4)
         key = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
     except (ValueError, UnicodeError) as exc:
-        raise InvalidInput("page_token is not a valid history page token") from exc
+        raise InvalidInput("page_token is not a valid page token") from exc
     if (
         not isinstance(key, dict)
-        or set(key) != {"command_id", "agent_key", "created_at"}
-        or key.get("agent_key") != {"S": agent_key}
+        or set(key) != {"command_id", partition, "created_at"}
+        or key.get(partition) != {"S": owner}
         or not all(isinstance(v, dict) and isinstance(v.get("S"), str) and len(v) == 1 for v in key.values())
     ):
-        raise InvalidInput("page_token is not a valid history page token for this agent")
+        what = "this agent" if partition == "agent_key" else "this org"
+        raise InvalidInput(f"page_token is not a valid page token for {what}")
     return key
