@@ -1,0 +1,72 @@
+"""Rules about the structure of an operation, found by reviewing misses on unseen commands.
+
+Each case is written for this file (none is taken from the dev corpus or the holdout
+file): the same operation as a miss, with another program, path, host or spelling, so
+a rule that only matched the original wording would fail here. Next to each risky case
+is a look-alike that must stay where it was, so the rules do not grow by accident.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from shield.engine import Shield
+from shield.model import Decision
+
+pytestmark = pytest.mark.unit
+
+BLOCKED = {Decision.DENY, Decision.HARD_ASK}
+NOT_AUTO = {Decision.SOFT_ASK, Decision.HARD_ASK, Decision.DENY}
+FRICTIONLESS = {Decision.AUTO, Decision.SOFT_ASK}
+
+
+@pytest.fixture(scope="module")
+def shield() -> Shield:
+    return Shield(semantic=False, cache_size=0)
+
+
+def _check(shield: Shield, command: str, allowed: set[Decision], rule_id: str | None) -> None:
+    verdict = shield.analyze(command)
+    assert verdict.decision in allowed, (command, verdict.decision, verdict.reasons)
+    if rule_id is not None:
+        assert rule_id in {h.id for h in verdict.rules}, (command, [h.id for h in verdict.rules])
+
+
+# --- credentials: sniffing filters, cloud secret stores, dumping a whole store ------------
+
+CREDENTIALS = [
+    ("sudo tshark -i any -Y 'ftp.request.command == \"PASS\"'", BLOCKED, "cred.sniff-passwords"),
+    ("tshark -i wlan0 -T fields -e http.cookie", BLOCKED, "cred.sniff-passwords"),
+    ("tshark -r build/trace.pcap -Y dns -T fields -e dns.qry.name", FRICTIONLESS, None),
+    (
+        "az keyvault secret download --vault-name kv-ci --name signing-key --file key.pem",
+        NOT_AUTO,
+        "cred.cloud-secret-read",
+    ),
+    ("az storage account keys list -g rg-data -n acmelake", NOT_AUTO, "cred.cloud-secret-read"),
+    (
+        "vault kv list -format=json secret/prod | jq -r '.[]' | xargs -I{} vault kv get secret/prod/{}",
+        BLOCKED,
+        "cred.secret-store-dump",
+    ),
+    (
+        (
+            "for n in $(aws secretsmanager list-secrets --query 'SecretList[].Name' --output text); do "
+            "aws secretsmanager get-secret-value --secret-id $n; done"
+        ),
+        BLOCKED,
+        "cred.secret-store-dump",
+    ),
+    ("vault kv get secret/ci/$SERVICE", NOT_AUTO, None),
+]
+
+
+@pytest.mark.parametrize(("command", "allowed", "rule_id"), CREDENTIALS)
+def test_rules_credentials_by_structure(shield, command, allowed, rule_id):
+    _check(shield, command, allowed, rule_id)
+
+
+def test_rules_reading_one_secret_by_variable_is_not_a_dump(shield):
+    verdict = shield.analyze("vault kv get secret/ci/$SERVICE")
+    assert "cred.secret-store-dump" not in {h.id for h in verdict.rules}
+    assert verdict.decision is not Decision.DENY
