@@ -110,3 +110,44 @@ FILES_AND_EXFILTRATION = [
 @pytest.mark.parametrize(("command", "allowed", "rule_id"), FILES_AND_EXFILTRATION)
 def test_rules_files_and_exfiltration_by_structure(shield, command, allowed, rule_id):
     _check(shield, command, allowed, rule_id)
+
+
+# --- destruction and abuse: exploits, audit rules, fills, loops, stores, listings ---------
+
+DESTRUCTION_AND_ABUSE = [
+    ("./CVE-2023-0386 && id", BLOCKED, "pe.exploit-build"),
+    ("/tmp/dirtycow-mem /etc/passwd", BLOCKED, "pe.exploit-build"),
+    ("./bin/server --port 8080", FRICTIONLESS, None),
+    ("sudo auditctl -d always,exit -F arch=b64 -S execve", BLOCKED, "de.audit-disable"),
+    ("sudo auditctl -l", FRICTIONLESS, None),
+    ("truncate -s 3T /var/tmp/blob", BLOCKED, "ra.disk-fill"),
+    ("truncate -s 20M build/fixture.bin", FRICTIONLESS, None),
+    (
+        "for n in $(seq 10 90); do az vm create -g rg-x -n node$n --image Ubuntu2204 --size Standard_NC24ads_A100_v4; done",
+        BLOCKED,
+        "ra.mass-launch-loop",
+    ),
+    ("for z in a b; do gcloud compute instances create web-$z --zone us-east1-$z; done", NOT_AUTO, None),
+    ("consul kv delete -recurse", BLOCKED, "db.kv-store-wipe"),
+    ("etcdctl del --prefix /", BLOCKED, "db.kv-store-wipe"),
+    ("etcdctl del --prefix /flags/beta", NOT_AUTO, "db.kv-store-write"),
+    (
+        "influx delete --bucket metrics --start 1970-01-01T00:00:00Z --stop $(date -u +%FT%TZ)",
+        BLOCKED,
+        "db.kv-store-wipe",
+    ),
+    ("oc get projects -o name | grep -v openshift | xargs oc delete", BLOCKED, "k8s.delete-dynamic"),
+    ("gh api -X DELETE repos/acme/website", BLOCKED, "gh.repo-delete"),
+    ("gh api -X DELETE repos/acme/website/issues/comments/77", NOT_AUTO, None),
+    (
+        "gcloud storage rsync --recursive --delete-unmatched-destination-objects /tmp/blank gs://acme-media",
+        BLOCKED,
+        "cloud.gcs-rsync-delete",
+    ),
+    ("gsutil -m rsync -r -d site/ gs://acme-docs-preview", NOT_AUTO, None),
+]
+
+
+@pytest.mark.parametrize(("command", "allowed", "rule_id"), DESTRUCTION_AND_ABUSE)
+def test_rules_destruction_and_abuse_by_structure(shield, command, allowed, rule_id):
+    _check(shield, command, allowed, rule_id)
