@@ -7,7 +7,8 @@ Uses the official SDK's streamable HTTP session manager (``stateless_http=True``
 runs the ASGI lifespan around every Lambda invocation, so ``McpEndpoint.running()``
 builds a fresh manager for each lifespan cycle (cheap: stateless mode keeps no sessions).
 The SDK's own Host check is off because ``HostCheckMiddleware`` does it for API Gateway
-hosts too; its Content-Type check stays on.
+hosts too; its Content-Type check stays on. MCP tasks for ``exec`` (2025-11-25 core tasks and
+the 2026-07-28 tasks extension) are ``flowlink.mcp_tools.exec_tasks``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from starlette.types import Receive, Scope, Send
 from flowlink import __version__
 from flowlink.gateway.runtime import GatewayRuntime
 from flowlink.mcp_tools import TOOL_MODULES
+from flowlink.mcp_tools.exec_tasks import ExecTasks
 
 SERVER_NAME = "flowlink"
 INSTRUCTIONS = (
@@ -37,10 +39,13 @@ INSTRUCTIONS = (
 
 
 def build_mcp_server(runtime: GatewayRuntime) -> MCPServer:
-    server = MCPServer(SERVER_NAME, version=__version__, instructions=INSTRUCTIONS)
+    tasks = ExecTasks(runtime)
+    server = MCPServer(SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, extensions=[tasks])
     for module_name in TOOL_MODULES:
         importlib.import_module(module_name).register(server, runtime)
+    # Outermost first: params errors name the field whatever raised them, also in tasks/*.
     server.middleware.append(ParamsErrorMiddleware(server))
+    server.middleware.append(tasks.middleware(server))
     return server
 
 

@@ -29,7 +29,7 @@ class ApprovalDecision(BaseModel):
 
 class ApprovalInfo(BaseModel):
     approval_id: str
-    status: str = Field(description="pending, approved, denied, timed_out or failed")
+    status: str = Field(description="pending, approved, denied, timed_out, failed or cancelled (by the requester)")
     command_id: str
     agent: str
     relay_id: str
@@ -75,7 +75,7 @@ def register(server: MCPServer, runtime) -> None:
         ctx: Context,
         approval_id: Annotated[str | None, Field(description="apr_... (for get, approve, deny)", max_length=64)] = None,
         status: Annotated[
-            Literal["pending", "approved", "denied", "timed_out", "failed"] | None,
+            Literal["pending", "approved", "denied", "timed_out", "failed", "cancelled"] | None,
             Field(description="filter for list"),
         ] = "pending",
         comment: Annotated[str | None, Field(description="why (kept in the audit)", max_length=1000)] = None,

@@ -24,14 +24,24 @@ from flowlink.gateway.middleware import AUTH_SCOPE_KEY
 T = TypeVar("T")
 
 
-def caller(ctx: Context) -> AuthContext:
-    """The AuthContext McpAuthMiddleware put into this HTTP request's scope."""
-    request = ctx.request_context.request
+def request_caller(request: Any) -> AuthContext | None:
+    """The AuthContext McpAuthMiddleware put into this HTTP request's scope, if any."""
     auth = getattr(request, "scope", {}).get(AUTH_SCOPE_KEY) if request is not None else None
-    if not isinstance(auth, AuthContext):
+    return auth if isinstance(auth, AuthContext) else None
+
+
+def caller(ctx: Context) -> AuthContext:
+    """The authenticated caller of a tool; ToolError without one."""
+    auth = request_caller(ctx.request_context.request)
+    if auth is None:
         # Fail closed: a tool never runs for an unauthenticated request.
         raise ToolError("unauthenticated request")
     return auth
+
+
+def domain_tool_error(exc: FlowLinkError) -> ToolError:
+    """The tool error a domain error becomes (its code and detail, never internals)."""
+    return ToolError(f"{exc.code}: {exc.detail}")
 
 
 async def call_domain(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -39,7 +49,7 @@ async def call_domain(function: Callable[..., T], *args: Any, **kwargs: Any) -> 
     try:
         return await anyio.to_thread.run_sync(partial(function, *args, **kwargs))
     except FlowLinkError as exc:
-        raise ToolError(f"{exc.code}: {exc.detail}") from exc
+        raise domain_tool_error(exc) from exc
 
 
 class VerdictSummary(BaseModel):
@@ -68,9 +78,10 @@ class CommandResult(BaseModel):
     path: str | None = None
     cwd: str | None = None
     status: str = Field(
-        description="completed, refused, timeout, failed or denied; running while still going "
-        "(history also shows dispatched: sent but not yet acknowledged by the relay); pending_approval "
-        "while a hard_ask command waits for a human (see approval_id and message)"
+        description="completed, refused, timeout, failed, denied or cancelled (withdrawn before approval); "
+        "running while still going (history, and exec run as an MCP task, also show dispatched: sent but not "
+        "yet acknowledged by the relay); pending_approval while a hard_ask command waits for a human (see "
+        "approval_id and message)"
     )
     exit_code: int | None = None
     stdout: str = ""
@@ -102,3 +113,10 @@ def refused_text(view: dict[str, Any]) -> str:
         [view["error"]] if view.get("error") else ["no reason given"]
     )
     return f"refused by the relay (command {view['command_id']}): " + "; ".join(reasons)
+
+
+def exec_outcome(view: dict[str, Any]) -> CommandResult:
+    """What ``exec`` answers for a command view: the result, or ToolError when the relay refused it."""
+    if view["status"] == "refused":
+        raise ToolError(refused_text(view))
+    return CommandResult.model_validate(view)

@@ -5,18 +5,20 @@ from __future__ import annotations
 from typing import Annotated
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from flowlink.commands import DEFAULT_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS, ExecRequest
-from flowlink.mcp_tools.common import CommandResult, call_domain, caller, refused_text
+from flowlink.mcp_tools.common import CommandResult, call_domain, caller, exec_outcome
+from flowlink.mcp_tools.exec_tasks import legacy_task_requested
 
 DESCRIPTION = (
     "Run a shell command on an enrolled server (agent = relay id or name). Shield judges it first: "
     "a denied command is refused with its reasons and never runs. Waits for the result up to a bounded "
     "time; if the command is still running, returns its command_id and status 'running' - poll with "
-    "the history tool. Pass idempotency_key to make a retried call return the first call's result."
+    "the history tool. Pass idempotency_key to make a retried call return the first call's result. "
+    "Clients that support MCP tasks can run it as a task (task id = command_id) and get the final "
+    "result from tasks/get or tasks/result, also for commands that wait for human approval."
 )
 
 
@@ -58,7 +60,8 @@ def register(server: MCPServer, runtime) -> None:
             idempotency_key=idempotency_key,
             secrets=list(secrets or []),
         )
-        view = await call_domain(runtime.commands.exec, auth, request)
-        if view["status"] == "refused":
-            raise ToolError(refused_text(view))
-        return CommandResult.model_validate(view)
+        # Run as a 2025-11-25 task, the call returns once the command is sent or waits for
+        # approval: the client follows the task (flowlink.mcp_tools.exec_tasks).
+        wait = not legacy_task_requested(ctx.request_context)
+        view = await call_domain(runtime.commands.exec, auth, request, wait=wait)
+        return exec_outcome(view)
