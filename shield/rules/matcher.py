@@ -527,6 +527,7 @@ def _describe(command: SimpleCommand) -> str:
 _NO_WORD = None  # class of a positional word the command does not have
 _NO_PATTERNS: frozenset[re.Pattern[str]] = frozenset()  # ... of a word no subcommand rule names
 MAX_SHAPES = 4096  # shapes come from untrusted input; keep the plans bounded
+MAX_PREDICATES = 16384
 
 
 class Shape(NamedTuple):
@@ -568,7 +569,9 @@ class _Index:
     subcommand_patterns: tuple[tuple[re.Pattern[str], ...], ...]
     untagged_line_rules: list[Rule]  # line rules that can hold when no rule added a tag
     plans: dict[Shape, Plan] = field(default_factory=dict)
-    full_predicates: dict[str, Callable[[Facts], bool]] = field(default_factory=dict)
+    # Compiled residual matches by structure: most shapes leave a rule with the same checks
+    # (ra.miner keeps the same two for every program but grep & co.), compiled only once.
+    predicates: dict[Any, Callable[[Facts], bool]] = field(default_factory=dict)
     no_positionals: tuple[None, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -625,21 +628,36 @@ class _Index:
                     continue
                 if not residual:
                     found.append((rule, None))
-                elif residual is rule.match:
-                    found.append((rule, self._full_predicate(rule)))
                 else:
-                    found.append((rule, _compile(residual)))
+                    found.append((rule, self._predicate(residual)))
             if len(self.plans) >= MAX_SHAPES:
                 self.plans.clear()
             self.plans[shape] = found
         return found
 
-    def _full_predicate(self, rule: Rule) -> Callable[[Facts], bool]:
-        predicate = self.full_predicates.get(rule.id)
+    def _predicate(self, residual: dict[str, Any]) -> Callable[[Facts], bool]:
+        key = _structure(residual)
+        predicate = self.predicates.get(key)
         if predicate is None:
-            assert rule.match is not None
-            predicate = self.full_predicates[rule.id] = _compile(rule.match)
+            if len(self.predicates) >= MAX_PREDICATES:
+                self.predicates.clear()
+            predicate = self.predicates[key] = _compile(residual)
         return predicate
+
+
+def _structure(value: Any) -> Any:
+    """A hashable key that is equal for residual matches made of the same rule values.
+
+    Residuals are new mappings, but their leaves (regexes, sets, lists of the compiled
+    rule) are the rule's own objects, alive as long as the ruleset: their ids name them.
+    """
+    if isinstance(value, dict):
+        return tuple((key, _structure(item)) for key, item in value.items())
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return tuple(_structure(item) for item in value)
+    if isinstance(value, (bool, int, str)):
+        return (type(value).__name__, value)
+    return id(value)
 
 
 def _wrapper_names(wrappers: list[str]) -> tuple[str, ...]:
