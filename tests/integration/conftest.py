@@ -12,17 +12,22 @@
   port in a background thread, with its WebSocket URL and management API configured.
 - ``FakeRelay``: a tiny relay (websockets, sync client in a thread) that verifies envelopes
   with ``relay_protocol.verify_envelope`` and answers with canned results.
+- ``sfn_moto``: a moto server of the module's own that really executes state machines, and
+  ``provision_with_bridge``, which provisions template.yaml on it with the machines' Lambda
+  tasks running our handlers in-process. A module that wants ``gateway_stack`` and
+  ``live_gateway`` on it overrides ``moto_server`` to return ``sfn_moto``.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +43,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from flowlink import audit, relay_protocol
 from flowlink.audit.store import AuditStore
 from flowlink.bootstrap import bootstrap_local
+from flowlink.local import lambda_bridge
+from flowlink.local.provision import ProvisionReport, enable_stepfunctions_execution, provision
 from flowlink.settings import Settings
 from flowlink.storage import Store
 from websockets.exceptions import ConnectionClosed
@@ -428,3 +435,48 @@ class FakeLambdaContext:
 @pytest.fixture
 def lambda_context() -> FakeLambdaContext:
     return FakeLambdaContext()
+
+
+@pytest.fixture(scope="module")
+def sfn_moto() -> Iterator[str]:
+    """A moto server of this module's own that executes state machines.
+
+    Its own because switching Step Functions execution on swaps moto's backends (DESIGN §4:
+    switch first, then provision) and because the interpreter calls back to the server that
+    ``MOTO_PORT`` names, which this sets while the module runs.
+    """
+    from flowlink.local.serialized import serialized_moto_server
+
+    server = serialized_moto_server("127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    endpoint = f"http://127.0.0.1:{server.server_port}"
+    saved = os.environ.get("MOTO_PORT")
+    os.environ["MOTO_PORT"] = str(server.server_port)
+    enable_stepfunctions_execution(endpoint)
+    try:
+        yield endpoint
+    finally:
+        server.shutdown()
+        thread.join()
+        if saved is None:
+            os.environ.pop("MOTO_PORT", None)
+        else:
+            os.environ["MOTO_PORT"] = saved
+
+
+@pytest.fixture(scope="module")
+def provision_with_bridge(sfn_moto: str) -> Callable[..., ProvisionReport]:
+    """``provision_with_bridge(stack_name, region)``: template.yaml's resources under that
+    stack name on ``sfn_moto``, with the functions its state machines call registered there
+    and routed to our handlers in-process (``flowlink.local.lambda_bridge``; the last call's
+    stack is the one whose tasks run)."""
+
+    def provision_stack(stack_name: str, region: str = "us-east-1") -> ProvisionReport:
+        session = boto3.session.Session(region_name=region)
+        report = provision(stack_name=stack_name, region=region, session=session, endpoint_url=sfn_moto)
+        lam, iam = (session.client(name, endpoint_url=sfn_moto) for name in ("lambda", "iam"))
+        lambda_bridge.install(lambda_bridge.register_functions(lam, iam, report.functions))
+        return report
+
+    return provision_stack

@@ -14,7 +14,6 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import boto3
 import pytest
 from flowlink import audit, relay_protocol
 from flowlink.approvals import runtime
@@ -22,9 +21,7 @@ from flowlink.approvals.dispatch import dispatch_approved_command
 from flowlink.approvals.service import ApprovalNotFound, ApprovalService, Approver, approver_for_key
 from flowlink.errors import PermissionDenied
 from flowlink.grants import verify_grant
-from flowlink.local import lambda_bridge
 from flowlink.local.fake_telegram import FakeTelegram
-from flowlink.local.provision import enable_stepfunctions_execution, provision
 from flowlink.settings import Settings, get_settings
 from flowlink.storage import Store, utc_now_iso
 
@@ -52,39 +49,16 @@ class RecordingChannel:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    """Own moto server with Step Functions execution on and the Lambda bridge installed."""
-    import os
-    import threading
-
-    from flowlink.local.serialized import serialized_moto_server
-
-    server = serialized_moto_server("127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_port
-    endpoint = f"http://127.0.0.1:{port}"
-    saved = {k: os.environ.get(k) for k in ("MOTO_PORT", "AWS_ENDPOINT_URL")}
-    os.environ["MOTO_PORT"] = str(port)
-    enable_stepfunctions_execution(endpoint)
+def stack(sfn_moto, provision_with_bridge):
+    """This module's moto server executing state machines (conftest's ``sfn_moto``), with the
+    approval machine provisioned from template.yaml (DefinitionUri + DefinitionSubstitutions)
+    and its task functions running our handlers in-process through the Lambda bridge."""
     prefix = f"apr{uuid.uuid4().hex[:8]}"
-    report = provision(stack_name=prefix, region=REGION, endpoint_url=endpoint)
-
-    # The approval machine comes from template.yaml (DefinitionUri + DefinitionSubstitutions);
-    # its task functions run our handlers in-process through the Lambda bridge.
-    session = boto3.session.Session()
-    lam = session.client("lambda", region_name=REGION, endpoint_url=endpoint)
-    iam = session.client("iam", region_name=REGION, endpoint_url=endpoint)
-    lambda_bridge.install(lambda_bridge.register_functions(lam, iam, report.functions))
+    report = provision_with_bridge(prefix, REGION)
     machine = report.state_machines["ApprovalStateMachine"]
     telegram = FakeTelegram().start()
-    yield {"endpoint": endpoint, "prefix": prefix, "machine": machine, "telegram": telegram, "report": report}
+    yield {"endpoint": sfn_moto, "prefix": prefix, "machine": machine, "telegram": telegram, "report": report}
     telegram.stop()
-    server.shutdown()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
 
 
 @pytest.fixture
