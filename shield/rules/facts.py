@@ -139,7 +139,12 @@ HOME_CACHE_DIRS = (".cache", ".npm/_cacache", ".cargo/registry/cache", "Library/
 # Directories one level deeper than a home's children that still hold every application's
 # data (XDG_DATA_HOME, XDG_STATE_HOME, macOS Application Support, Flatpak app data): they
 # weigh like ~/.config, not like one project folder.
-HOME_DATA_ROOTS = (".local/share", ".local/state", "Library/Application Support", ".var/app")
+HOME_DATA_ROOTS = (".local/share", ".local/state", "Library/Application Support", ".var/app",
+                   "Library/Mobile Documents", "Library/CloudStorage", "Library/Mail", "Library/Messages")  # fmt: skip
+# Under a shared data mount (/srv, /mnt ...), a directory with one of these names holds
+# many users' or services' data wherever it sits (/srv/nfs/home, /mnt/storage/shared).
+SHARED_DATA_NAMES = frozenset({"home", "homes", "users", "shared", "share", "shares", "storage", "uploads", "exports",
+                               "data"})  # fmt: skip
 BLOCK_DEVICE = re.compile(
     r"^/dev/(sd[a-z]+\d*|hd[a-z]+\d*|vd[a-z]+\d*|xvd[a-z]+\d*|nvme\d+(n\d+)?(p\d+)?|mmcblk\d+(p\d+)?|md\d+|"
     r"dm-\d+|mapper/.+|disk/.+|loop\d+|sr\d+|[a-zA-Z0-9_-]+/[a-zA-Z0-9_.-]+|root|rootfs|mem|kmem|port|nbd\d+|"
@@ -421,8 +426,11 @@ def classify_path(word: str, env: PathEnv = PathEnv()) -> frozenset[str]:
     if any(stripped == t or stripped.startswith(t + "/") for t in DATA_TREES) and home_dir is None:
         shallow_tops = ("/mnt", "/media", "/opt", "/srv", "/Volumes")
         if top in shallow_tops:
-            # /opt/app, /srv/data, /mnt/backups/* are whole data areas; deeper paths are specific dirs.
-            if (stripped != top or norm.endswith("/*")) and depth <= 2:
+            # /opt/app, /srv/data, /mnt/backups/* are whole data areas; deeper paths are specific dirs,
+            # unless their name says they hold everyone's data (/srv/nfs/home).
+            whole_area = (stripped != top or norm.endswith("/*")) and depth <= 2
+            shared = depth > 2 and stripped.rsplit("/", 1)[-1] in SHARED_DATA_NAMES
+            if whole_area or shared:
                 classes.add("data")
         else:
             classes.add("data")

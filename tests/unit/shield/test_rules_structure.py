@@ -182,3 +182,55 @@ SUPPLY_CHAIN_AND_RELEASES = [
 @pytest.mark.parametrize(("command", "allowed", "rule_id"), SUPPLY_CHAIN_AND_RELEASES)
 def test_rules_supply_chain_and_releases_by_structure(shield, command, allowed, rule_id):
     _check(shield, command, allowed, rule_id)
+
+
+# --- second review: option values, endless sources, fork loops, root helpers, mounts -------
+
+SECOND_REVIEW = [
+    ("sudo find /srv -type f -iname '*' -delete", BLOCKED, "fs.find-delete-unfiltered"),
+    ("find ./tmp -type f -name '*.part' -delete", FRICTIONLESS, None),
+    (
+        (
+            "aws autoscaling create-auto-scaling-group --auto-scaling-group-name x --min-size 80 --max-size 80 "
+            "--launch-template LaunchTemplateName=gpu"
+        ),
+        NOT_AUTO,
+        None,
+    ),
+    (
+        "aws autoscaling update-auto-scaling-group --auto-scaling-group-name web --desired-capacity 150",
+        BLOCKED,
+        "cloud.aws-mass-launch",
+    ),
+    (
+        "aws autoscaling update-auto-scaling-group --auto-scaling-group-name web --desired-capacity 3",
+        NOT_AUTO,
+        None,
+    ),
+    ("pv -S -s 2T /dev/urandom > /data/blob", BLOCKED, "ra.endless-source-fill"),
+    ("head -c 16 /dev/urandom | xxd -p", FRICTIONLESS, None),
+    ("node -e 'for(;;){require(\"child_process\").fork(__filename)}'", BLOCKED, "ra.fork-bomb-code"),
+    ("php -r 'while(1) pcntl_fork();'", BLOCKED, "ra.fork-bomb-code"),
+    ("node -e 'const a=[]; while(true) { a.push(Buffer.alloc(1e8)) }'", BLOCKED, "ra.memory-bomb"),
+    ("sudo nmap --script ./scan.nse 10.0.0.0/24", BLOCKED, "pe.root-script-host"),
+    ("nmap --script vuln -p 443 staging.acme.example", NOT_AUTO, None),
+    ("sudo man ls", BLOCKED, "pe.root-pager"),
+    ("kubectl cordon --all", BLOCKED, "k8s.drain-all"),
+    ("kubectl cordon node-9", NOT_AUTO, "k8s.drain"),
+    ("cp ~/.aws/credentials /var/tmp/.c", BLOCKED, "cred.harvest-hidden"),
+    ("cp ~/.aws/config ./aws-config.bak", FRICTIONLESS, None),
+    (
+        "podman run --rm -v /home:/h alpine sh -c 'cat /h/*/.aws/credentials'",
+        BLOCKED,
+        "ctr.secret-through-mount",
+    ),
+    ('docker run --rm -v "$PWD":/work -w /work node:20 npm test', FRICTIONLESS, None),
+    ("rm -rf ~/Library/CloudStorage", BLOCKED, "fs.rm-recursive-home"),
+    ("sudo rm -rf /mnt/nas/users", BLOCKED, "fs.rm-recursive-data"),
+    ("sudo rm -rf /mnt/nas/users/old-intern/tmp", NOT_AUTO, None),
+]
+
+
+@pytest.mark.parametrize(("command", "allowed", "rule_id"), SECOND_REVIEW)
+def test_rules_second_review_by_structure(shield, command, allowed, rule_id):
+    _check(shield, command, allowed, rule_id)
