@@ -7,7 +7,8 @@ Two protocol generations define tasks, differently; both are served:
   ``requests.tools.call``) in ``initialize`` and ``execution.taskSupport: "optional"`` on exec
   in ``tools/list``; the exec then returns at once with a ``CreateTaskResult`` and the client
   uses ``tasks/get``, ``tasks/result`` (the exec's own ``CallToolResult``, with the
-  related-task ``_meta``), ``tasks/list`` and ``tasks/cancel``.
+  related-task ``_meta``), ``tasks/list`` and ``tasks/cancel``. Other tools refuse a
+  ``task`` param with -32601, as the spec asks for tools without task support.
 * **2026-07-28**: tasks left the core for the ``io.modelcontextprotocol/tasks`` extension
   (SEP-2663). A client declares it in the request's ``clientCapabilities``; the server
   decides per call: an exec that is still waiting for approval or running when exec's
@@ -45,6 +46,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
+    METHOD_NOT_FOUND,
     CallToolResult,
     CancelTaskRequestParams,
     GetTaskPayloadRequestParams,
@@ -174,6 +176,12 @@ class ExecTasks(Extension):
                 return await self._exec_as_task(ctx, call_next, LEGACY_TASKS_VERSION)
             if ctx.protocol_version in MODERN and _declares_extension(ctx):
                 return await self._exec_as_task(ctx, call_next, ctx.protocol_version)
+        elif ctx.method == "tools/call" and legacy_task_requested(ctx):
+            # The other tools' taskSupport is "forbidden" (absent), for which the spec asks -32601.
+            raise MCPError(
+                METHOD_NOT_FOUND,
+                f"tool {params.get('name')!r} cannot run as a task (only exec supports task-augmented calls)",
+            )
         result = await call_next(ctx)
         if not isinstance(result, dict):
             return result
