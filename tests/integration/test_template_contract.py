@@ -79,7 +79,11 @@ def test_template_functions_point_at_handler_folders():
 def test_template_http_api_routes_reach_the_gateway():
     events = RESOURCES["GatewayHttpFunction"]["Properties"]["Events"]
     routes = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events.values() if e["Type"] == "HttpApi"}
-    assert routes == {("ANY", "/mcp"), ("ANY", "/api/{proxy+}"), ("POST", "/telegram/webhook"), ("GET", "/")}
+    assert routes == {
+        ("ANY", "/mcp"), ("ANY", "/api/{proxy+}"), ("POST", "/telegram/webhook"),
+        # / redirects to the dashboard page, whose script and stylesheet live under /dashboard/.
+        ("GET", "/"), ("GET", "/dashboard"), ("GET", "/dashboard/{proxy+}"),
+    }
 
 
 def test_template_websocket_connect_route_is_authorized():

@@ -1,4 +1,4 @@
-"""The gateway FastAPI application: /mcp, /api/v1 and optional routers of other FlowLink parts.
+"""The gateway FastAPI application: /mcp, /api/v1, /dashboard and optional routers of other parts.
 
 ``create_app(settings)`` is what uvicorn (locally) and Mangum (in Lambda) serve. Optional
 routers are named in ``flowlink.gateway.ROUTERS`` as ``"module:attribute"``; a module that
@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from flowlink import __version__
 from flowlink.errors import FlowLinkError
+from flowlink.gateway.dashboard import router as dashboard_router
 from flowlink.gateway.mcp_server import McpEndpoint, build_mcp_server
 from flowlink.gateway.middleware import (
     BodyLimitMiddleware,
@@ -68,6 +69,7 @@ def create_app(
     app.state.mcp_endpoint = mcp_endpoint
     app.router.routes.append(Route("/mcp", endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"]))
     app.include_router(rest_router)
+    app.include_router(dashboard_router)
     for spec in ROUTERS if routers is None else routers:
         router = _load_router(spec)
         if router is not None:
