@@ -137,6 +137,7 @@ def render_banner(info: dict[str, Any], stack: LocalStack) -> str:
         "",
         f"  MCP endpoint   {info['mcp_url']}",
         f"  REST API       {info['api_url']}/api/v1",
+        f"  dashboard      {info['api_url']}/dashboard   (paste the approver key)",
         f"  AWS endpoint   {info['aws_endpoint']}" + ("   (moto, provisioned from template.yaml)" if stack.aws else ""),
         f"  relay          {info['relay_name']} ({info['relay_id']}), health at {info['relay_health_url']}",
         "",
