@@ -227,7 +227,9 @@ function h(tag, props, ...children) {
 }
 
 function setText(node, text) {
-  node.textContent = visibleText(text);
+  const value = visibleText(text);
+  // Unchanged text is left alone: rewriting it would drop a selection in it.
+  if (node.textContent !== value) node.textContent = value;
 }
 
 async function call(name, options) {
@@ -307,19 +309,24 @@ function buildCard(approval) {
   return card;
 }
 
-function updateCard(card, approval) {
-  card.approval = approval;
-  const agent = state.agents.get(approval.relay_id);
+// What an approval asks about never changes: fill it in once, so a refresh never clears a
+// selection in the command someone is copying.
+function fillCard(card, approval) {
   setText(card.agent, approval.agent || approval.relay_id);
-  setText(card.host, (agent && agent.hostname) || "unknown host");
   setText(card.score, approval.score);
   card.score.className = "score score-" + scoreLevel(approval.score);
-  setText(card.progress, approvalProgress(approval));
   setText(card.command, approval.command);
   const reasons = approval.reasons || [];
   card.reasons.replaceChildren(...reasons.slice(0, TOP_REASONS).map((r) => h("li", {}, r)));
   card.moreReasons.replaceChildren(...reasons.slice(TOP_REASONS).map((r) => h("li", {}, r)));
   card.more.hidden = reasons.length <= TOP_REASONS;
+}
+
+function updateCard(card, approval) {
+  card.approval = approval;
+  const agent = state.agents.get(approval.relay_id);
+  setText(card.host, (agent && agent.hostname) || "unknown host");
+  setText(card.progress, approvalProgress(approval));
   const voters = (approval.decisions || []).filter((d) => d && d.decision === "approve").map((d) => d.approver);
   setText(card.voters, voters.length ? "Approved so far by " + voters.join(", ") : "");
   card.voters.hidden = !voters.length;
@@ -369,6 +376,7 @@ function renderApprovals(approvals) {
     let card = state.cards.get(approval.approval_id);
     if (!card) {
       card = buildCard(approval);
+      fillCard(card, approval);
       state.cards.set(approval.approval_id, card);
     }
     updateCard(card, approval);
