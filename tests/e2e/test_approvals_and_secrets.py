@@ -18,6 +18,7 @@ import base64
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -137,6 +138,8 @@ def test_e2e_hard_ask_runs_exactly_once_after_telegram_approval(stack, telegram,
     assert "flowlink approve" in pending["message"]
     message = _approval_message(telegram, pending["approval_id"])
     assert "echo needs-approval one" in message.payload["text"]
+    # The message names the host the command would run on (the relay reports its hostname).
+    assert f"on <code>{socket.gethostname()}</code>" in message.payload["text"]
 
     press = telegram.press(message, "approve", user_id=ALICE, username="alice")
     assert press.status_code == 200 and press.json().get("recorded") is True

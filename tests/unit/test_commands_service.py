@@ -226,12 +226,14 @@ class FakeApprovals:
 
     def __init__(self, *, fail: bool = False):
         self.requests: list[SimpleNamespace] = []
+        self.hostnames: list[str | None] = []
         self.fail = fail
 
-    def request(self, *, org, command, verdict, requested_by):
+    def request(self, *, org, command, verdict, requested_by, hostname=None):
         if self.fail:
             raise RuntimeError("state machine unavailable")
         self.requests.append(command)
+        self.hostnames.append(hostname)
         return SimpleNamespace(approval_id="apr_test1", expires_at="2026-11-25T10:10:00.000000Z")
 
     def get(self, org_id, approval_id):
@@ -251,6 +253,8 @@ def test_commands_hard_ask_waits_for_approval_and_dispatches_nothing(audit_event
     assert channel.sent == []
     (record,) = store.commands.values()
     assert record.pending_env == {"A": "1"} and approvals.requests == [record]
+    # Approvers see which host the command would run on.
+    assert approvals.hostnames == ["web-01.example"]
     assert [kind for _, kind, _ in audit_events] == ["exec.pending_approval"]
 
 

@@ -404,7 +404,7 @@ class CommandService:
                 extra={"command_id": command_id, "verdict": _short_verdict(verdict)},
             )
         if decision == shield.Decision.HARD_ASK.value:
-            return self._request_approval(auth, record_fields, request, verdict, base)
+            return self._request_approval(auth, record_fields, request, verdict, base, hostname=agent.hostname)
 
         record, created = self._dispatch(
             auth, agent, record_fields, env=request.env, audit_fields=base, policy_text=policy_text
@@ -436,7 +436,14 @@ class CommandService:
         return self.wait(existing.org_id, existing, timeout) if wait else command_view(existing)
 
     def _request_approval(
-        self, auth: AuthContext, fields: dict[str, Any], request: ExecRequest, verdict: dict, audit_fields: dict
+        self,
+        auth: AuthContext,
+        fields: dict[str, Any],
+        request: ExecRequest,
+        verdict: dict,
+        audit_fields: dict,
+        *,
+        hostname: str | None,
     ) -> dict[str, Any]:
         """hard_ask: store the command as pending_approval, start the approval, return at once.
 
@@ -448,7 +455,9 @@ class CommandService:
         audit.append_event(auth.org_id, "exec.pending_approval", audit_fields, actor=auth.actor())
         org = self.store.get_org(auth.org_id)
         try:
-            approval = self.approvals.request(org=org, command=record, verdict=verdict, requested_by=auth.key_id)
+            approval = self.approvals.request(
+                org=org, command=record, verdict=verdict, requested_by=auth.key_id, hostname=hostname
+            )
         except Exception:
             # Fail closed: without a running approval the command can never be approved.
             self.store.transition_command(

@@ -248,7 +248,15 @@ class ApprovalService:
 
     # -- 1. request -------------------------------------------------------------------
 
-    def request(self, *, org: Any, command: Any, verdict: dict[str, Any], requested_by: str | None) -> Any:
+    def request(
+        self,
+        *,
+        org: Any,
+        command: Any,
+        verdict: dict[str, Any],
+        requested_by: str | None,
+        hostname: str | None = None,
+    ) -> Any:
         """Create a pending approval for a stored command record and start the state machine."""
         if not self.settings.approval_state_machine_arn:
             from flowlink.errors import ServiceMisconfigured
@@ -264,6 +272,8 @@ class ApprovalService:
             command_id=command.command_id,
             relay_id=command.relay_id,
             agent_name=getattr(command, "agent_name", None),
+            # The host the command would run on, shown to approvers (Telegram, dashboard).
+            hostname=hostname,
             command=command.command or "",
             command_sha256=command_sha256(command.command or ""),
             score=int(verdict.get("score", 0)),
