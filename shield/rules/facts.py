@@ -592,6 +592,13 @@ def hosts_in(command: SimpleCommand) -> list[tuple[str, str]]:
             if match and match.group(1):
                 host = match.group(1).strip("[]").lower()
                 found.append((host, classify_host(host)))
+    if command.name in CONTAINER_COMMANDS:
+        # Image references name their registry: 198.51.100.9:5000/acme/api:1.0, ghcr.io/acme/api.
+        for word in args:
+            match = _IMAGE_REF.match(word) if not word.startswith(("-", "/", ".")) else None
+            if match:
+                host = match.group(1).strip("[]").lower()
+                found.append((host, classify_host(host)))
     if command.name in BARE_HOST_COMMANDS:
         view = split_args(command.args, BARE_HOST_PROFILES.get(command.name))
         for word in view.positionals:
@@ -608,6 +615,10 @@ def hosts_in(command: SimpleCommand) -> list[tuple[str, str]]:
 
 
 DNS_COMMANDS = frozenset({"dig", "nslookup", "host", "drill", "ping", "ping6"})
+CONTAINER_COMMANDS = frozenset({"docker", "podman", "nerdctl", "buildah", "skopeo", "crane", "ctr"})
+_IMAGE_REF = re.compile(
+    r"^((?:[A-Za-z0-9-]+\.)+[A-Za-z0-9-]+|localhost|\[[0-9A-Fa-f:]+\])(?::\d+)?/[\w./-]+(?::[\w.-]+|@sha256:[0-9a-f]+)?$"
+)
 _X_DISPLAY = re.compile(r"^([A-Za-z0-9._-]+|\[[^\]]+\])?:\d+(\.\d+)?$")
 _TRAILING_DOMAIN = re.compile(r"\.((?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,})$")
 _FILE_SUFFIXES = (
@@ -751,6 +762,14 @@ _SQL_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
 _SQL_SPLIT = re.compile(r";")
 
 
+# A WHERE that filters nothing (WHERE 1=1, WHERE TRUE, WHERE 'a'='a', WHERE id = id) leaves
+# a DELETE or UPDATE as unscoped as having no WHERE at all.
+_ALWAYS_TRUE_WHERE = re.compile(
+    r"\bWHERE\s+(?:1\s*=\s*1|TRUE|1|NOT\s+FALSE|'([^']*)'\s*=\s*'\1'|(\d+)\s*=\s*\2|([A-Z_][\w.]*)\s*=\s*\3)"
+    r"\s*(?:$|;|\bORDER\b|\bLIMIT\b|\bRETURNING\b|\))"
+)
+
+
 def sql_kinds(text: str) -> frozenset[str]:
     """What a SQL / Mongo / Redis / CQL text does, as a set of kinds.
 
@@ -787,10 +806,11 @@ def sql_kinds(text: str) -> frozenset[str]:
             kinds.add("drop_table")
         if re.search(r"\bTRUNCATE\b", up):
             kinds.add("truncate")
+        scoped = bool(re.search(r"\bWHERE\b", up)) and not _ALWAYS_TRUE_WHERE.search(up)
         if re.search(r"\bDELETE\s+FROM\b", up):
-            kinds.add("delete_scoped" if re.search(r"\bWHERE\b", up) else "delete_all")
+            kinds.add("delete_scoped" if scoped else "delete_all")
         if re.search(r"^\s*UPDATE\s+\S+\s+SET\b", up) or re.search(r"\bUPDATE\s+\S+\s+SET\b", up):
-            kinds.add("update_scoped" if re.search(r"\bWHERE\b", up) else "update_all")
+            kinds.add("update_scoped" if scoped else "update_all")
         mongo_delete = re.search(r"\.(DELETEMANY|REMOVE|UPDATEMANY)\(\s*(\{\s*\})?\s*[,)]?", up)
         if mongo_delete:
             empty = mongo_delete.group(2) is not None or re.search(r"\.(DELETEMANY|REMOVE)\(\s*\)", up)
