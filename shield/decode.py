@@ -109,10 +109,11 @@ _SIMPLE_ESCAPES = {
 }
 
 
-def _unescape(text: str, *, octal_needs_zero: bool, stop_at_c: bool) -> tuple[str, bool]:
+def _unescape(text: str, *, octal_needs_zero: bool | None, stop_at_c: bool) -> tuple[str, bool]:
     """Shared backslash-escape decoder; returns (decoded, saw_numeric_escape).
 
-    ``octal_needs_zero`` selects echo -e's ``\\0nnn`` octal form over printf's ``\\nnn``.
+    ``octal_needs_zero`` selects echo -e's ``\\0nnn`` octal form over printf's ``\\nnn``;
+    None accepts both, as printf's ``%b`` does.
     """
     out: list[str] = []
     numeric = False
@@ -154,6 +155,13 @@ def _unescape(text: str, *, octal_needs_zero: bool, stop_at_c: bool) -> tuple[st
             digits = re.match(r"[0-7]{0,3}", text[i + 2 : i + 5]).group(0)
             out.append(chr(int(digits or "0", 8) & 0xFF))
             i += 2 + len(digits)
+            numeric = True
+        elif octal_needs_zero is None and nxt in "01234567":
+            # printf's %b: ``\0nnn`` (up to three digits after the zero) or ``\nnn``.
+            start = i + 2 if nxt == "0" else i + 1
+            digits = re.match(r"[0-7]{0,3}", text[start : start + 3]).group(0)
+            out.append(chr(int(digits or "0", 8) & 0xFF))
+            i = start + len(digits)
             numeric = True
         elif not octal_needs_zero and nxt in "01234567":
             digits = re.match(r"[0-7]{1,3}", text[i + 1 : i + 4]).group(0)
@@ -207,7 +215,7 @@ def printf(fmt: str, args: list[str]) -> tuple[str, bool]:
             value = remaining.pop(0) if remaining else ""
             consumed = True
             if conv == "b":
-                text, escaped = echo_escapes(value)
+                text, escaped = _unescape(value, octal_needs_zero=None, stop_at_c=True)
                 numeric = numeric or escaped
                 return text
             if conv in "diouxXc":

@@ -244,6 +244,26 @@ def _sequence(body: str) -> list[str] | None:
     return None
 
 
+# Home directories Debian/RHEL packages give their service accounts: ``~postgres/16/main``
+# is the database cluster, not a file under /home.
+SERVICE_HOMES = {
+    "root": "/root",
+    "postgres": "/var/lib/postgresql",
+    "mysql": "/var/lib/mysql",
+    "mongodb": "/var/lib/mongodb",
+    "redis": "/var/lib/redis",
+    "elasticsearch": "/usr/share/elasticsearch",
+    "jenkins": "/var/lib/jenkins",
+    "git": "/var/opt/gitlab",
+    "www-data": "/var/www",
+    "nginx": "/var/lib/nginx",
+    "backup": "/var/backups",
+    "daemon": "/usr/sbin",
+    "bin": "/bin",
+    "sys": "/dev",
+}
+
+
 def expand_tilde(word: str, home: str) -> tuple[str, bool]:
     """Expand a leading ``~``/``~user``/``~+``; the flag says another user's home was named."""
     if not word.startswith("~"):
@@ -251,8 +271,8 @@ def expand_tilde(word: str, home: str) -> tuple[str, bool]:
     user, sep, rest = word[1:].partition("/")
     if user == "":
         base, other = home, False
-    elif user == "root":
-        base, other = "/root", True
+    elif user in SERVICE_HOMES:
+        base, other = SERVICE_HOMES[user], True
     elif user == "+":
         return word, False
     elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", user):

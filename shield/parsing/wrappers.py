@@ -286,12 +286,40 @@ def _find(args: list[str]) -> Unwrap | None:
             break
         starts.append(arg)
     before_exec = args[len(starts) : first_exec]
-    if len(starts) == 1 and not any(
-        a.startswith("-") and a not in _FIND_NON_FILTERS for a in before_exec if a
-    ):
-        # No test narrows the match: {} stands for the start path and everything under it.
-        inners = [[starts[0] if part == "{}" else part for part in inner] for inner in inners]
+    if len(starts) == 1:
+        stands_for = _find_operand(starts[0], before_exec)
+        if stands_for is not None:
+            # GNU find replaces {} anywhere in an argument (`-F f=@{}`), not only whole words.
+            inners = [[part.replace("{}", stands_for) for part in inner] for inner in inners]
     return Unwrap(ARGV, list(args), inners, origin="find -exec", render_inner=False)
+
+
+def _find_operand(start: str, tests: list[str]) -> str | None:
+    """What ``{}`` stands for, when the tests before -exec say it plainly.
+
+    No test: the start path and everything under it. One ``-name GLOB`` (besides ``-type``
+    and the options that filter nothing): files named GLOB under the start path, written
+    ``START/GLOB`` so the path classes see ``~/.ssh/id_*`` as the keys it is. Anything
+    else (-newer, -size, -o, several names...) leaves ``{}`` as it is.
+    """
+    names: list[str] = []
+    i = 0
+    while i < len(tests):
+        arg = tests[i]
+        if arg in ("-name", "-iname") and i + 1 < len(tests):
+            names.append(tests[i + 1])
+            i += 2
+        elif arg in ("-type", "-maxdepth", "-mindepth") and i + 1 < len(tests):
+            i += 2
+        elif arg in _FIND_NON_FILTERS or not arg:
+            i += 1
+        else:
+            return None
+    if not names:
+        return start
+    if len(names) == 1 and "/" not in names[0]:
+        return start.rstrip("/") + "/" + names[0]
+    return None
 
 
 def _watch(args: list[str]) -> Unwrap | None:
