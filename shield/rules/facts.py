@@ -231,9 +231,11 @@ PERSISTENCE_PATTERNS = tuple(
     )
 )
 SUDOERS = re.compile(r"^/etc/sudoers(\.d(/.*)?)?$")
+# Container registry settings (mirrors, insecure registries) are where images come from.
 PACKAGE_SOURCES = re.compile(
     r"^/etc/(apt/sources\.list(\.d/.*)?|yum\.repos\.d/.*|apk/repositories|pacman\.conf|"
-    r"zypp/repos\.d/.*|pip\.conf)$|(^|/)\.(npmrc|yarnrc(\.yml)?|pypirc)$|(^|/)pip\.conf$"
+    r"zypp/repos\.d/.*|pip\.conf|docker/daemon\.json|containers/registries\.conf(\.d/.*)?|"
+    r"containerd/config\.toml|rancher/k3s/registries\.yaml)$|(^|/)\.(npmrc|yarnrc(\.yml)?|pypirc)$|(^|/)pip\.conf$"
 )
 LOCKFILE = re.compile(
     r"(^|/)(package-lock\.json|npm-shrinkwrap\.json|yarn\.lock|pnpm-lock\.yaml|poetry\.lock|"
@@ -615,7 +617,7 @@ def hosts_in(command: SimpleCommand) -> list[tuple[str, str]]:
 
 
 DNS_COMMANDS = frozenset({"dig", "nslookup", "host", "drill", "ping", "ping6"})
-CONTAINER_COMMANDS = frozenset({"docker", "podman", "nerdctl", "buildah", "skopeo", "crane", "ctr"})
+CONTAINER_COMMANDS = frozenset({"docker", "podman", "nerdctl", "buildah", "skopeo", "crane", "ctr", "cosign"})
 _IMAGE_REF = re.compile(
     r"^((?:[A-Za-z0-9-]+\.)+[A-Za-z0-9-]+|localhost|\[[0-9A-Fa-f:]+\])(?::\d+)?/[\w./-]+(?::[\w.-]+|@sha256:[0-9a-f]+)?$"
 )
