@@ -13,7 +13,7 @@ import pytest
 from flowlink import audit, relay_protocol
 from flowlink.audit import merkle, witness
 from flowlink.audit.integrity import verify_chain
-from flowlink.audit.store import AuditStore
+from flowlink.audit.store import HEAD_HINT_STRIDE, AuditStore
 
 pytestmark = pytest.mark.integration
 
@@ -113,21 +113,32 @@ def test_audit_verify_reordered_records_are_named(witnessed_stack):
 
 def test_audit_verify_truncated_tail_is_caught_through_the_witness(witnessed_stack):
     store = _store(witnessed_stack)
-    _append(witnessed_stack, "org_trunc", 5)
+    count = HEAD_HINT_STRIDE + 5
+    _append(witnessed_stack, "org_trunc", count)
     published = witness.publish(store, "org_trunc")
-    assert published["witness"]["seq"] == 5
+    assert published["witness"]["seq"] == count
     # The attacker deletes the newest events and rewinds the head hint to cover the tracks.
-    head_at_3 = _get(witnessed_stack, "org_trunc", 3)
-    _delete(witnessed_stack, "org_trunc", 5)
-    _delete(witnessed_stack, "org_trunc", 4)
+    keep = count - 2
+    head_at_keep = _get(witnessed_stack, "org_trunc", keep)
+    _delete(witnessed_stack, "org_trunc", count)
+    _delete(witnessed_stack, "org_trunc", count - 1)
     head = _get(witnessed_stack, "org_trunc", 0)
-    head["head_seq"] = {"N": "3"}
-    head["head_hash"] = head_at_3["chain_hash"]
-    head["frontier"] = head_at_3["frontier"]
+    assert head["head_seq"] == {"N": str(HEAD_HINT_STRIDE)}
+    head["head_seq"] = {"N": str(keep)}
+    head["head_hash"] = head_at_keep["chain_hash"]
+    head["frontier"] = head_at_keep["frontier"]
     _put(witnessed_stack, head)
     assert verify_chain("org_trunc", store=store, use_witnesses=False).intact  # a bare chain cannot tell
     report = verify_chain("org_trunc", store=store)
-    assert not report.intact and report.broken_at == 4 and report.reason.startswith("truncated")
+    assert not report.intact and report.broken_at == keep + 1 and report.reason.startswith("truncated")
+
+
+def test_audit_verify_tail_deleted_behind_the_head_hint_is_truncated(witnessed_stack):
+    store = _store(witnessed_stack)
+    _append(witnessed_stack, "org_hint", HEAD_HINT_STRIDE)
+    _delete(witnessed_stack, "org_hint", HEAD_HINT_STRIDE)
+    report = verify_chain("org_hint", store=store, use_witnesses=False)
+    assert not report.intact and report.broken_at == HEAD_HINT_STRIDE and report.reason.startswith("truncated")
 
 
 def test_audit_witness_cannot_be_overwritten(witnessed_stack):

@@ -8,7 +8,10 @@ import time
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from flowlink.audit import AuditStore
+from flowlink.audit.errors import AuditWriteError
+from flowlink.audit.store import HEAD_HINT_STRIDE, TIP_BATCH
 from flowlink.local.serialized import serialized_moto_server
 from flowlink.settings import Settings
 
@@ -77,7 +80,56 @@ def test_append_assigns_consecutive_seqs_and_links_hashes(store):
     assert (first["seq"], second["seq"], other["seq"]) == (1, 2, 1)
     assert first["prev_hash"] == "0" * 64
     assert second["prev_hash"] == first["chain_hash"]
-    assert store.read_head("org_a").chain_hash == second["chain_hash"]
+    assert store.latest_head("org_a").chain_hash == second["chain_hash"]
+    assert store.latest_head("org_a").size == 2
+
+
+def test_head_hint_moves_every_stride_and_readers_walk_past_it(store, audit_settings, audit_endpoint):
+    stride = HEAD_HINT_STRIDE
+    records = [store.append("org_h", "exec.requested", {"n": n}) for n in range(stride + 5)]
+    # The hint is at the last multiple of the stride; the newest events are found past it.
+    hint = store.read_head("org_h")
+    assert (hint.size, hint.chain_hash) == (stride, records[stride - 1]["chain_hash"])
+    fresh = AuditStore(client=new_dynamodb(audit_endpoint), settings=audit_settings)
+    latest = fresh.latest_head("org_h")
+    assert (latest.size, latest.chain_hash) == (stride + 5, records[-1]["chain_hash"])
+    # A cold writer starts from the newest event, not from the hint.
+    assert fresh.append("org_h", "exec.completed", {"n": "cold"})["seq"] == stride + 6
+
+
+def test_stale_writer_far_behind_catches_up_without_forking(store, audit_settings, audit_endpoint):
+    stale = AuditStore(client=new_dynamodb(audit_endpoint), settings=audit_settings)
+    stale.append("org_s", "exec.requested", {"n": "stale-first"})
+    # Others write more than a few batches while the stale writer sleeps.
+    for n in range(3 * TIP_BATCH + 7):
+        store.append("org_s", "exec.requested", {"n": n})
+    record = stale.append("org_s", "exec.completed", {"n": "stale-second"})
+    assert record["seq"] == 3 * TIP_BATCH + 9
+    items = list(store.iter_items("org_s"))
+    assert [int(i["seq"]["N"]) for i in items] == list(range(1, record["seq"] + 1))
+    assert items[-1]["prev_hash"]["S"] == items[-2]["chain_hash"]["S"]
+
+
+def test_a_winner_that_vanishes_under_a_losing_writer_stops_the_append(store, audit_settings, audit_endpoint):
+    loser = AuditStore(client=new_dynamodb(audit_endpoint), settings=audit_settings)
+    loser.append("org_v", "exec.requested", {"n": 0})
+    store.append("org_v", "exec.requested", {"n": 1})  # seq 2: the loser does not know it
+
+    # Between the loser's failed put of seq 2 and its read, seq 2 is deleted.
+    client = new_dynamodb(audit_endpoint)
+    original_put = loser.client.put_item
+
+    def put_then_delete(**kwargs):
+        try:
+            return original_put(**kwargs)
+        except ClientError:
+            client.delete_item(TableName=audit_settings.table("audit"),
+                               Key={"org_id": {"S": "org_v"}, "seq": {"N": "2"}})
+            raise
+
+    loser.client.put_item = put_then_delete
+    with pytest.raises(AuditWriteError, match="vanished"):
+        loser.append("org_v", "exec.completed", {"n": "lost"})
 
 
 @pytest.mark.timeout(3600)  # ~25 min on the shared 2-core machine under load (see docs/audit.md)

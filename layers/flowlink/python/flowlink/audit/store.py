@@ -13,12 +13,18 @@ Layout (table ``audit``, key ``org_id`` S / ``seq`` N, docs/contracts.md §3):
 How appends are serialized: event ``n+1`` is written with one conditional ``PutItem``
 (``attribute_not_exists(seq)``), which DynamoDB applies atomically per item. Two writers
 that both saw head ``n`` cannot both write ``n+1`` (no fork); a writer only ever writes the
-seq right after an event whose hash it holds (no gap); the loser reads the winner's event
-strongly consistently and retries on top of it, with jittered backoff once it keeps losing
-(no lost event). The head hint only saves reads: it may lag behind the newest event after
-a crash between the put and the head update, and the next append catches up. A
-transaction (event + head) would be equivalent on AWS but costs twice the write units, and
-moto's TransactWriteItems deep-copies the whole table per call and rolls back by swapping
+seq right after an event whose hash it holds (no gap); the loser reads the events from the
+seq it lost on forward (one strongly consistent ``BatchGetItem`` of the next
+``TIP_BATCH`` seqs) and retries on top of the newest, with jittered backoff once it keeps
+losing (no lost event). So an append costs one request, and a lost race two.
+
+The head hint (``seq`` 0) only saves reads for writers and readers that start cold: it is
+moved forward (never back) by the append whose seq is a multiple of ``HEAD_HINT_STRIDE``,
+so it lags the newest event by less than that (more after a crash between a put and its
+hint update); whoever reads it walks forward from it in batches. Updating it on every
+append would double the requests of every append for a hint. A transaction (event + head)
+would be equivalent on AWS but costs twice the write units, and moto's
+TransactWriteItems deep-copies the whole table per call and rolls back by swapping
 tables, which loses concurrent writes; single conditional puts behave the same on both.
 
 Never writes plaintext secrets: callers pass digests (contracts §4). Endpoints come from
@@ -56,6 +62,10 @@ logger = logging.getLogger(__name__)
 HEAD_SEQ = 0
 # A witness snapshot is published every this many events (issue 5, item 3).
 WITNESS_INTERVAL = 1000
+# The head hint is advanced by every append whose seq is a multiple of this.
+HEAD_HINT_STRIDE = 32
+# How many seqs one read asks for when walking from a known event to the newest one.
+TIP_BATCH = 32
 MAX_APPEND_ATTEMPTS = 1000
 BACKOFF_BASE_SECONDS = 0.004
 BACKOFF_CAP_SECONDS = 2.0
@@ -214,13 +224,35 @@ class AuditStore:
         return self._head_from(org_id, int(item["head_seq"]["N"]), item, "head_hash")
 
     def latest_head(self, org_id: str) -> Head:
-        """The head including events written after the hint (follows ``seq+1`` until absent)."""
-        head = self.read_head(org_id)
+        """The head including events written after the hint (walks forward until a seq is absent)."""
+        return self._walk_to_tip(org_id, self.read_head(org_id))
+
+    def _walk_to_tip(self, org_id: str, head: Head, *, must_exist: int | None = None) -> Head:
+        """The newest event at or after ``head``: reads the following seqs ``TIP_BATCH`` at a time.
+
+        Stops at the first absent seq, like a single reader following ``seq+1`` would (a
+        record deleted in the middle is verification's business, not the writer's). With
+        ``must_exist``, that seq must be among the events found: an append that lost the
+        race for it reads the winner, and a winner that vanished means tampering.
+        """
         while True:
-            following = self._get_event(org_id, head.size + 1)
-            if following is None:
+            seqs = list(range(head.size + 1, head.size + 1 + TIP_BATCH))
+            found = self.get_items(org_id, seqs)
+            for seq in seqs:
+                item = found.get(seq)
+                if item is None:
+                    break
+                head = self._head_from(org_id, seq, item, "chain_hash")
+            if must_exist is not None and head.size < must_exist:
+                raise AuditWriteError(
+                    f"audit record {must_exist} of org {org_id} vanished during an append; refusing to continue"
+                )
+            if head.size < seqs[-1]:
                 return head
-            head = self._head_from(org_id, head.size + 1, following, "chain_hash")
+            # A whole batch was there: this writer is far behind; the hint may be closer.
+            hint = self.read_head(org_id)
+            if hint.size > head.size:
+                head = hint
 
     def _get_event(self, org_id: str, seq: int) -> dict[str, Any] | None:
         response = self.client.get_item(
@@ -277,9 +309,9 @@ class AuditStore:
         actor: Mapping[str, Any] | None,
         indexes: Mapping[str, str],
     ) -> dict[str, Any]:
-        # A writer that appended before starts from its own last head (saves a read); a
-        # stale one just loses the first put.
-        head = self._last_head.get(org_id) or self.read_head(org_id)
+        # A writer that appended before starts from its own last head (saves reads); a
+        # stale one just loses the first put. A cold one starts from the newest event.
+        head = self._last_head.get(org_id) or self.latest_head(org_id)
         for attempt in range(MAX_APPEND_ATTEMPTS):
             seq = head.size + 1
             ts = self._clock()
@@ -298,22 +330,13 @@ class AuditStore:
                 self._backoff = min(BACKOFF_CAP_SECONDS, max(self._backoff, self._backoff_floor()) * 2)
                 self._sleep(random.uniform(0, self._backoff))
                 if code == "ConditionalCheckFailedException":
-                    # Another writer took this seq. After the pause the head hint is usually
-                    # far ahead of it; only when the hint lags do we step onto the winner.
-                    hint = self.read_head(org_id)
-                    if hint.size >= seq:
-                        head = hint
-                    else:
-                        winner = self._get_event(org_id, seq)
-                        if winner is None:  # deleted between the failed put and this read
-                            raise AuditWriteError(
-                                f"audit record {seq} of org {org_id} vanished during an append; refusing to continue"
-                            ) from exc
-                        head = self._head_from(org_id, seq, winner, "chain_hash")
+                    # Another writer took this seq: step onto the newest event from there.
+                    head = self._walk_to_tip(org_id, head, must_exist=seq)
                 continue
             self._observe_latency(time.monotonic() - started)
             self._backoff = max(self._backoff_floor(), self._backoff / 2)
-            self._advance_head(org_id, seq, digest, frontier, ts)
+            if seq % HEAD_HINT_STRIDE == 0:
+                self._advance_head(org_id, seq, digest, frontier, ts)
             self._last_head[org_id] = Head(seq, digest, frontier, ts)
             record = {
                 "org_id": org_id,
