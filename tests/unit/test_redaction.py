@@ -2,6 +2,7 @@
 
 import base64
 import binascii
+import re
 import urllib.parse
 
 import pytest
@@ -26,6 +27,11 @@ SECRET = "s3cr3t-P@ss/word+42"
         binascii.hexlify(SECRET.encode()).decode().upper(),
         urllib.parse.quote(SECRET, safe=""),
         urllib.parse.quote_plus(SECRET),
+        re.sub("%[0-9A-F]{2}", lambda m: m.group(0).lower(), urllib.parse.quote(SECRET, safe="")),  # %2f
+        urllib.parse.quote(SECRET, safe="/+"),  # encodeURI-style: reserved characters left alone
+        urllib.parse.quote(SECRET, safe="!'()*"),  # encodeURIComponent / jq @uri
+        "".join(f"%{b:02X}" for b in SECRET.encode()),  # every character escaped
+        urllib.parse.quote("s3cr3t-P", safe="") + "%40" + "ss/word%2B42",  # mixed by hand
     ],
 )
 def test_redactor_hides_literal_and_encoded_forms(leak):
@@ -33,6 +39,22 @@ def test_redactor_hides_literal_and_encoded_forms(leak):
     assert "[REDACTED:DB_PASSWORD]" in redacted
     assert SECRET not in redacted
     assert redacted.startswith("before ") and redacted.endswith(" after")
+
+
+def test_redactor_catches_url_encodings_of_non_ascii_and_spaces():
+    value = "pässwörd mit leer"
+    redactor = Redactor({"PW": value})
+    lower_escapes = re.sub("%[0-9A-F]{2}", lambda m: m.group(0).lower(), urllib.parse.quote(value))
+    for leak in (urllib.parse.quote(value), urllib.parse.quote_plus(value), lower_escapes):
+        assert redactor.redact(f"<{leak}>") == "<[REDACTED:PW]>", leak
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3])
+def test_stream_redactor_catches_a_fully_percent_encoded_value_fed_byte_by_byte(chunk_size):
+    text = "x=" + "".join(f"%{b:02x}" for b in SECRET.encode()) + ";"
+    stream = StreamRedactor(Redactor({"DB_PASSWORD": SECRET}))
+    out = "".join(stream.feed(text[i : i + chunk_size]) for i in range(0, len(text), chunk_size)) + stream.flush()
+    assert out == "x=[REDACTED:DB_PASSWORD];"
 
 
 def test_redactor_handles_base64_line_wrapping_of_long_values():

@@ -3,7 +3,9 @@
 A secret can leak in encoded form, so every value is also searched for as standard and
 URL-safe base64 (at each of the three byte alignments it can take inside a longer
 stream, and with the line breaks `base64` inserts every 76 characters), lower- and
-upper-case hex, and URL encoding. Matches become ``[REDACTED:NAME]``.
+upper-case hex, and URL encoding (any mix of literal and percent-encoded characters, in
+either hex case, as ``quote``, ``encodeURIComponent``, ``encodeURI``, jq's ``@uri`` or an
+over-eager encoder produce them). Matches become ``[REDACTED:NAME]``.
 
 ``StreamRedactor`` redacts output that arrives in chunks (a value split across chunks,
 or printed one byte at a time, is still caught) by holding back the last few bytes of
@@ -57,6 +59,22 @@ def _base64_fragments(value: bytes, alphabet: str) -> set[str]:
     return fragments
 
 
+def _hex_digit_class(digit: str) -> str:
+    return f"[{digit.upper()}{digit.lower()}]" if digit.isalpha() else digit
+
+
+def _url_encoded_pattern(value: str) -> str:
+    """Every URL encoding of ``value``: each character literal or percent-encoded (UTF-8, any
+    hex case), a space also as ``+``. Encoders differ in which characters they leave alone
+    (``!``, ``'``, ``/``, ``:`` ...), so the pattern does not guess: it accepts both forms."""
+    parts = []
+    for char in value:
+        encoded = "".join("%" + "".join(_hex_digit_class(d) for d in f"{byte:02X}") for byte in char.encode("utf-8"))
+        forms = [re.escape(char), encoded] + (["\\+"] if char == " " else [])
+        parts.append("(?:" + "|".join(forms) + ")")
+    return "".join(parts)
+
+
 def _pattern_for_secret(value: str) -> str:
     raw = value.encode("utf-8")
     alternatives = {re.escape(value)}
@@ -68,9 +86,8 @@ def _pattern_for_secret(value: str) -> str:
         hex_lower = binascii.hexlify(raw).decode("ascii")
         alternatives.add(re.escape(hex_lower))
         alternatives.add(re.escape(hex_lower.upper()))
-        for encoded in (urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value)):
-            if encoded != value:
-                alternatives.add(re.escape(encoded))
+        if urllib.parse.quote(value, safe="") != value:
+            alternatives.add(_url_encoded_pattern(value))
     # Longest first so a full match wins over a fragment of it.
     return "|".join(sorted(alternatives, key=len, reverse=True))
 
