@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ from flowlink.local.harness import (
     FLOWLINK,
     REPO,
     RunningStack,
+    distinct_free_ports,
     mcp_client,
     pid_alive,
     start_local_up,
@@ -161,6 +164,15 @@ def test_inspector_cli_exec_rm_rf_is_refused(stack: RunningStack, inspector, run
     assert re.search(r"den(y|ied)|refus", output, re.IGNORECASE), output
 
 
+def test_local_up_try_it_line_runs_as_printed(stack: RunningStack, inspector):
+    # The banner's Inspector line, with the locally installed Inspector instead of npx's copy.
+    line = next(text for text in stack.output().splitlines() if "inspector@0.15.0 --cli" in text).strip()
+    command = line.replace("npx -y @modelcontextprotocol/inspector@0.15.0", shlex.quote(str(inspector)))
+    completed = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120, check=False)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "exec" in {tool["name"] for tool in json.loads(completed.stdout)["tools"]}
+
+
 def test_inspector_without_key_is_rejected(stack: RunningStack, inspector, run_inspector):
     completed = run_inspector(inspector, stack.info["mcp_url"], "", "--method", "tools/list")
     assert completed.returncode != 0
@@ -176,6 +188,24 @@ def test_local_up_on_a_taken_port_exits_2_naming_it(stack: RunningStack, tmp_pat
     assert completed.returncode == 2, completed.stdout + completed.stderr
     assert str(stack.gateway_port) in completed.stderr
     assert "gateway" in completed.stderr
+
+
+def test_local_up_no_wait_starts_prints_and_stops_everything(tmp_path):
+    gateway_port, aws_port, health_port = distinct_free_ports(3)
+    completed = subprocess.run(
+        [str(FLOWLINK), "local", "up", "--no-wait", "--state-dir", str(tmp_path / "nowait"),
+         "--gateway-port", str(gateway_port), "--aws-port", str(aws_port), "--relay-health-port", str(health_port),
+         "--stack-name", "flowlink-nowait"],
+        cwd=REPO, capture_output=True, text=True, timeout=180, check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert f"http://127.0.0.1:{gateway_port}/mcp" in completed.stdout
+    assert "Press Ctrl-C" not in completed.stdout
+    assert completed.stdout.rstrip().endswith("stopped.")
+    assert not (tmp_path / "nowait" / "local.json").exists()
+    for port in (gateway_port, aws_port, health_port):
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"
 
 
 def test_local_up_sigterm_stops_every_process_it_started(stack: RunningStack):

@@ -74,6 +74,10 @@ def _config(args: argparse.Namespace) -> StackConfig:
     )
 
 
+# The Inspector preload, relative to the repository root (where template.yaml is).
+INSPECTOR_PRELOAD = Path("tests/e2e/inspector_auth.cjs")
+
+
 def run_up(args: argparse.Namespace) -> int:
     stack = LocalStack(_config(args))
     stop = threading.Event()
@@ -98,9 +102,11 @@ def run_up(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("flowlink local up: interrupted during start-up; everything started was stopped", file=sys.stderr)
             return EXIT_OK
-        print(render_banner(info, stack), flush=True)
+        print(render_banner(info, stack, waiting=not args.no_wait), flush=True)
         if args.no_wait:
+            print("--no-wait: stopping the local stack again ...", flush=True)
             stack.down()
+            print("stopped.", flush=True)
             return EXIT_OK
         try:
             while not stop.is_set():
@@ -129,7 +135,16 @@ def _report_deaths(stack: LocalStack) -> None:
                   f"see {component.log_path}", file=sys.stderr, flush=True)
 
 
-def render_banner(info: dict[str, Any], stack: LocalStack) -> str:
+def inspector_command(mcp_url: str, api_key: str, preload: Path) -> str:
+    """A one-line MCP Inspector CLI call that lists the tools with the dev key.
+
+    Inspector 0.15.0 (the newest that runs on Node 20) has no header option for HTTP
+    servers, so the repository's preload adds the Authorization header to its requests."""
+    return (f'NODE_OPTIONS="--require {preload}" FLOWLINK_BEARER={api_key} '
+            f"npx -y @modelcontextprotocol/inspector@0.15.0 --cli {mcp_url} --transport http --method tools/list")
+
+
+def render_banner(info: dict[str, Any], stack: LocalStack, *, waiting: bool = True) -> str:
     state_dir = Path(info["state_dir"])
     lines = [
         "",
@@ -156,13 +171,11 @@ def render_banner(info: dict[str, Any], stack: LocalStack) -> str:
         "Ready-to-paste client configs:",
     ]
     lines += client_config_lines(info["mcp_url"], info["api_key"])
-    lines += [
-        "",
-        ("Try it: npx -y @modelcontextprotocol/inspector@0.15.0 --cli "
-        f"{info['mcp_url']} --transport http --header \"Authorization: Bearer {info['api_key']}\" --method tools/list"),
-        "",
-        "Press Ctrl-C to stop everything.",
-    ]
+    preload = stack.template_path().resolve().parent / INSPECTOR_PRELOAD
+    if preload.is_file():
+        lines += ["", "Try it (MCP Inspector CLI):", "  " + inspector_command(info["mcp_url"], info["api_key"], preload)]
+    if waiting:
+        lines += ["", "Press Ctrl-C to stop everything."]
     return "\n".join(lines)
 
 
