@@ -146,6 +146,35 @@ def test_mcp_invalid_request_is_32600(live_gateway, version, body):
     assert response.json()["error"]["code"] == -32600
 
 
+@pytest.mark.parametrize("params", [{}, modern_params()])
+def test_mcp_unsupported_protocol_version_is_400_listing_the_supported_ones(live_gateway, params):
+    org = live_gateway.stack.org("acme")
+    response = raw(
+        live_gateway.mcp_url,
+        org["api_key"],
+        {"jsonrpc": "2.0", "id": 9, "method": "tools/list", "params": params},
+        version="1999-01-01",
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert body["id"] == 9
+    error = body["error"]
+    assert "Unsupported protocol version '1999-01-01'" in error["message"]
+    assert "_meta" not in error["message"]
+    for supported in (MODERN, "2025-11-25", LEGACY):
+        assert supported in error["message"] and supported in error["data"]["supported"]
+    assert error["data"]["requested"] == "1999-01-01"
+
+
+def test_mcp_modern_request_without_the_meta_envelope_is_still_refused(live_gateway):
+    org = live_gateway.stack.org("acme")
+    response = raw(
+        live_gateway.mcp_url, org["api_key"], {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, version=MODERN
+    )
+    assert response.json()["error"]["code"] == -32602
+    assert "protocolVersion" in response.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("version", [MODERN, LEGACY])
 def test_mcp_unknown_method_is_32601(live_gateway, version):
     org = live_gateway.stack.org("acme")

@@ -188,6 +188,10 @@ class JsonRpcShapeMiddleware:
             await self.app(scope, receive, send)
             return
         version = Headers(scope=scope).get("mcp-protocol-version")
+        if version is not None and version not in _served_versions():
+            body, _ = await _buffer_body(receive)
+            await send_json(send, 400, _unsupported_version_error(version, body))
+            return
         if version is not None and version not in _handshake_versions():
             await self.app(scope, receive, send)
             return
@@ -219,6 +223,41 @@ def _handshake_versions() -> frozenset[str]:
     from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
     return frozenset(HANDSHAKE_PROTOCOL_VERSIONS)
+
+
+def _served_versions() -> tuple[str, ...]:
+    """Every MCP-Protocol-Version /mcp answers, newest first (handshake era and 2026-07-28)."""
+    from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+
+    return tuple(reversed((*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS)))
+
+
+def _unsupported_version_error(version: str, body: bytes) -> dict[str, Any]:
+    """The JSON-RPC error for an MCP-Protocol-Version header /mcp does not serve.
+
+    The SDK's 2026-07-28 entry would take such a request and complain about the missing
+    ``params._meta`` envelope instead; the streamable HTTP transport asks for 400 here.
+    """
+    from mcp_types.jsonrpc import UNSUPPORTED_PROTOCOL_VERSION
+
+    try:
+        message = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        message = None
+    request_id = message.get("id") if isinstance(message, dict) else None
+    if not isinstance(request_id, (str, int)) or isinstance(request_id, bool):
+        request_id = None
+    supported = list(_served_versions())
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "error": {
+            "code": UNSUPPORTED_PROTOCOL_VERSION,
+            "message": f"Unsupported protocol version {version!r} (MCP-Protocol-Version header); "
+            f"supported versions: {', '.join(supported)}",
+            "data": {"supported": supported, "requested": version},
+        },
+    }
 
 
 def _jsonrpc_problem(message: Any) -> str | None:
