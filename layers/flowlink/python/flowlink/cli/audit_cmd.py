@@ -35,6 +35,11 @@ EXIT_MALFORMED = 3
 EXIT_UNANCHORED = 4
 
 
+# What the --org paths (straight to the audit table) need from the environment.
+DIRECT_ACCESS_ENV = ("AWS credentials and region (AWS_ENDPOINT_URL for the local emulator) and "
+                     "FLOWLINK_TABLE_PREFIX (the stack name)")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("audit", help="export and verify the tamper-evident audit log",
                                    description="Export the audit log and verify it offline.")
@@ -43,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export = sub.add_parser("export", help="write the log as JSON lines with checkpoints, or as CEF")
     export.add_argument("--out", required=True, help="output file ('-' for stdout)")
     export.add_argument("--format", choices=("jsonl", "cef"), default="jsonl")
-    export.add_argument("--org", help="read the audit table directly (AWS credentials + FLOWLINK_TABLE_PREFIX)")
+    export.add_argument("--org", help="read the audit table directly (needs " + DIRECT_ACCESS_ENV + ")")
     _connection_options(export)
     export.set_defaults(func=_export)
 
@@ -60,12 +65,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     proof.set_defaults(func=_verify_proof)
 
     integrity = sub.add_parser("integrity", help="verify the stored chain and print the report")
-    integrity.add_argument("--org", help="read the audit table directly instead of asking the gateway")
+    integrity.add_argument("--org", help="read the audit table directly instead of asking the gateway "
+                                              "(needs " + DIRECT_ACCESS_ENV + ")")
     _connection_options(integrity)
     integrity.set_defaults(func=_integrity)
 
-    publish = sub.add_parser("publish", help="publish a witness snapshot and checkpoint of an org now")
-    publish.add_argument("--org", required=True)
+    publish = sub.add_parser(
+        "publish", help="publish a witness snapshot and checkpoint of an org now",
+        description="Publish a witness snapshot (HMAC) and a signed checkpoint of one org's chain, as the "
+                    "scheduled witness publisher does. Reads the audit table and writes the witness bucket "
+                    "directly, so it needs what that Lambda has: " + DIRECT_ACCESS_ENV + ", plus "
+                    "FLOWLINK_WITNESS_BUCKET, FLOWLINK_WITNESS_HMAC_KEY and FLOWLINK_SIGNING_KEY or "
+                    "FLOWLINK_SIGNING_KEY_FILE.")
+    publish.add_argument("--org", required=True, help="the org id (org_...) whose chain to witness")
     publish.set_defaults(func=_publish)
 
     parser.set_defaults(func=lambda args: (parser.print_help(sys.stderr), EXIT_USAGE)[1])
@@ -94,7 +106,24 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _aws_failure(exc: Exception) -> int:
+    """A clear message for an AWS error on the --org paths (no traceback)."""
+    from botocore.exceptions import ClientError, NoCredentialsError
+
+    from flowlink.settings import get_settings
+
+    if isinstance(exc, NoCredentialsError):
+        return _fail(f"no AWS credentials: the --org paths need {DIRECT_ACCESS_ENV}", EXIT_USAGE)
+    if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+        table = get_settings().table("audit")
+        return _fail(f"the audit table {table!r} does not exist at this endpoint: check FLOWLINK_TABLE_PREFIX "
+                     f"(the stack name) and AWS_ENDPOINT_URL/region", EXIT_USAGE)
+    return _fail(f"AWS error: {exc} (the --org paths need {DIRECT_ACCESS_ENV})", EXIT_USAGE)
+
+
 def _export(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from flowlink.audit.export import export_cef, export_jsonl
     from flowlink.cli.api_client import ApiError
     from flowlink.errors import FlowLinkError
@@ -112,6 +141,8 @@ def _export(args: argparse.Namespace) -> int:
             content, count = body["content"], body["records"]
     except (ApiError, FlowLinkError) as exc:
         return _fail(str(getattr(exc, "detail", exc)), EXIT_USAGE)
+    except (BotoCoreError, ClientError) as exc:
+        return _aws_failure(exc)
     if args.out == "-":
         sys.stdout.write(content)
     else:
@@ -186,6 +217,8 @@ def _verify_proof(args: argparse.Namespace) -> int:
 
 
 def _integrity(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from flowlink.cli.api_client import ApiError
     from flowlink.errors import FlowLinkError
 
@@ -198,11 +231,19 @@ def _integrity(args: argparse.Namespace) -> int:
             report = _api(args).request("GET", "/api/v1/audit/integrity")
     except (ApiError, FlowLinkError) as exc:
         return _fail(str(getattr(exc, "detail", exc)), EXIT_USAGE)
+    except (BotoCoreError, ClientError) as exc:
+        return _aws_failure(exc)
+    if args.org and report.get("length") == 0:
+        # Intact is right for an empty log, but an empty log usually means a mistyped org id.
+        sys.stderr.write(f"flowlink audit: org {args.org!r} has no audit events in this table "
+                         "(an unknown org id has an empty log)\n")
     sys.stdout.write(json.dumps(report, indent=2) + "\n")
     return EXIT_OK if report.get("intact") else EXIT_TAMPERED
 
 
 def _publish(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from flowlink.audit import witness
     from flowlink.errors import FlowLinkError
 
@@ -210,5 +251,7 @@ def _publish(args: argparse.Namespace) -> int:
         result = witness.publish(_store(), args.org)
     except FlowLinkError as exc:
         return _fail(exc.detail, EXIT_USAGE)
+    except (BotoCoreError, ClientError) as exc:
+        return _aws_failure(exc)
     sys.stdout.write(json.dumps(result, indent=2) + "\n")
     return EXIT_OK
