@@ -78,6 +78,7 @@ def test_mcp_serves_both_protocol_generations(live_gateway, mode, negotiated):
     assert {t.name for t in tools.tools} == EXPECTED_TOOLS
     for tool in tools.tools:
         assert tool.input_schema["type"] == "object" and tool.output_schema is not None
+        assert tool.input_schema["additionalProperties"] is False, tool.name
         assert tool.annotations is not None and tool.annotations.read_only_hint is not None
         assert tool.annotations.destructive_hint is not None and tool.annotations.idempotent_hint is not None
     exec_tool = next(t for t in tools.tools if t.name == "exec")
@@ -239,6 +240,27 @@ def test_mcp_tool_arguments_failing_the_schema_name_the_field(live_gateway):
     result = mcp(live_gateway.mcp_url, org["api_key"], "legacy", action)
     assert result.is_error is True
     assert "command" in result.content[0].text
+
+
+@pytest.mark.parametrize("mode", ["legacy", MODERN])
+@pytest.mark.parametrize(
+    ("tool", "arguments", "unknown"),
+    [
+        ("exec", {"agent": "web-01", "command": "true", "bogus": 1}, "bogus"),
+        ("exec", {"agent": "web-01", "command": "true", "timout": 5}, "timout"),
+        ("health", {"verbose": True}, "verbose"),
+    ],
+)
+def test_mcp_unknown_tool_arguments_are_refused_naming_them(live_gateway, mode, tool, arguments, unknown):
+    org = live_gateway.stack.org("acme")
+
+    async def action(client):
+        return await client.call_tool(tool, arguments)
+
+    result = mcp(live_gateway.mcp_url, org["api_key"], mode, action)
+    assert result.is_error is True
+    text = result.content[0].text
+    assert unknown in text and "Extra inputs are not permitted" in text
 
 
 @pytest.mark.parametrize("version", [MODERN, LEGACY])

@@ -22,7 +22,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
-from pydantic import ValidationError
+from pydantic import ConfigDict, ValidationError
 from starlette.types import Receive, Scope, Send
 
 from flowlink import __version__
@@ -43,10 +43,28 @@ def build_mcp_server(runtime: GatewayRuntime) -> MCPServer:
     server = MCPServer(SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, extensions=[tasks])
     for module_name in TOOL_MODULES:
         importlib.import_module(module_name).register(server, runtime)
+    forbid_unknown_arguments(server)
     # Outermost first: params errors name the field whatever raised them, also in tasks/*.
     server.middleware.append(ParamsErrorMiddleware(server))
     server.middleware.append(tasks.middleware(server))
     return server
+
+
+def forbid_unknown_arguments(server: MCPServer) -> None:
+    """Make every tool refuse arguments it does not declare, and say so in its inputSchema.
+
+    The SDK's argument models ignore unknown keys, so a typo such as ``timout`` would run
+    the command with the default silently; ``extra="forbid"`` turns it into the tool
+    error naming the argument that every other schema violation gets.
+    """
+    for tool in server._tool_manager.list_tools():
+        loose = tool.fn_metadata.arg_model
+        strict = type(loose.__name__, (loose,), {
+            "__module__": loose.__module__,
+            "model_config": ConfigDict(**{**loose.model_config, "extra": "forbid"}),
+        })
+        tool.fn_metadata.arg_model = strict
+        tool.parameters = strict.model_json_schema(by_alias=True)
 
 
 def _field_problems(exc: ValidationError) -> list[dict[str, str]]:
