@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser.set_defaults(func=_decide, decision=verb)
 
     listing = subparsers.add_parser("approvals", help="list approvals (pending by default)")
-    listing.add_argument("--status", default="pending", choices=["pending", "approved", "denied", "timed_out", "failed"])
+    listing.add_argument("--status", default="pending", choices=["pending", "approved", "denied", "timed_out", "failed", "cancelled"])
     listing.add_argument("--json", action="store_true", help="print JSON")
     add_connection_options(listing)
     listing.set_defaults(func=_list)
@@ -72,8 +72,22 @@ def _list(args: argparse.Namespace) -> int:
         print(f"no {args.status} approvals")
     for item in approvals:
         print(f"{item['approval_id']}  {item['status']:<9} score {item['score']:>3}  {item['agent']}: {item['command']}")
-        print(f"    expires {item['expires_at']}; decide with: flowlink approve {item['approval_id']}  |  flowlink deny {item['approval_id']}")
+        print(f"    {approval_detail(item)}")
     return EXIT_OK
+
+
+def approval_detail(item: dict) -> str:
+    """The second line of a listed approval: how to decide a pending one, who decided the rest."""
+    decisions = item.get("decisions") or []
+    if item["status"] == "pending":
+        needed = int(item.get("needed") or 1)
+        approved = [d.get("approver") for d in decisions if d.get("decision") == "approve"]
+        names = f" ({', '.join(map(str, approved))})" if approved else ""
+        progress = f"{len(approved)} of {needed} approvals{names}; " if needed > 1 else ""
+        return (f"{progress}expires {item['expires_at']}; decide with: flowlink approve {item['approval_id']}"
+                f"  |  flowlink deny {item['approval_id']}")
+    who = ", ".join(f"{d.get('decision')} by {d.get('approver')} ({d.get('channel')})" for d in decisions)
+    return f"{item['status']} at {item.get('decided_at') or item.get('expires_at')}" + (f": {who}" if who else "")
 
 
 def _telegram_setup(args: argparse.Namespace) -> int:
