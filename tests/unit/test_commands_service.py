@@ -258,6 +258,23 @@ def test_commands_hard_ask_waits_for_approval_and_dispatches_nothing(audit_event
     assert [kind for _, kind, _ in audit_events] == ["exec.pending_approval"]
 
 
+@pytest.mark.parametrize("key", [None, "deploy-42"])
+def test_commands_hard_ask_message_mentions_exec_again_only_with_an_idempotency_key(audit_events, verdict, key):
+    verdict("hard_ask", "reboots the host")
+    store = FakeStore()
+    store.add_agent("rly_1", "web-01")
+    svc = service(store, FakeChannel(store))
+    svc._approvals = FakeApprovals()
+    view = svc.exec(AGENT_KEY, ExecRequest(agent="web-01", command="sudo reboot", idempotency_key=key))
+    message = view["message"]
+    assert f"command_id={view['command_id']!r}" in message and "history tool" in message
+    if key is None:
+        assert "same idempotency_key" not in message
+        assert "tasks/get" in message and "no idempotency_key" in message
+    else:
+        assert "calling exec again with the same idempotency_key ('deploy-42')" in message
+
+
 def test_commands_hard_ask_fails_closed_when_the_approval_cannot_start(audit_events, verdict):
     verdict("hard_ask", "reboots the host")
     store = FakeStore()

@@ -480,11 +480,17 @@ class CommandService:
                 approval = None
         expires = f", expires {approval.expires_at}" if approval is not None else ""
         view["approval_id"] = record.approval_id
+        # Calling exec again returns this command only when it was sent with an idempotency_key.
+        again = (
+            f", or by calling exec again with the same idempotency_key ({record.idempotency_key!r})"
+            if record.idempotency_key
+            else f" or, if exec ran as an MCP task, tasks/get for task {record.command_id!r} (this call had no "
+            "idempotency_key, so calling exec again would ask for a new approval)"
+        )
         view["message"] = (
             f"waiting for human approval (approval {record.approval_id}{expires}); it has not run. "
-            f"Get the result later with the history tool (agent={record.relay_id!r}, command_id={record.command_id!r}) "
-            "or by calling exec again with the same idempotency_key. Approvers decide in Telegram, with the "
-            f"approve tool, or `flowlink approve {record.approval_id}`."
+            f"Get the result later with the history tool (agent={record.relay_id!r}, command_id={record.command_id!r})"
+            f"{again}. Approvers decide in Telegram, with the approve tool, or `flowlink approve {record.approval_id}`."
         )
         return view
 
