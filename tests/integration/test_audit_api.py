@@ -231,6 +231,22 @@ def test_audit_api_bad_ranges_and_tokens_are_400_with_a_reason(witnessed_stack, 
     assert response.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    "path, params, named",
+    [
+        ("/api/v1/audit/consistency", {"from": "2", "to": "999"}, "'to' must be between 0 and the log size"),
+        ("/api/v1/audit/consistency", {"from": "999"}, "'from' must be between 0 and the log size"),
+        ("/api/v1/audit/proof/1", {"tree_size": "999"}, "tree_size must be between 0 and the log size"),
+    ],
+)
+def test_audit_api_out_of_range_sizes_name_the_query_parameter(witnessed_stack, live_gateway, path, params, named):
+    org = witnessed_stack.org("ranges")
+    with live_gateway.admin(org) as client:
+        response = client.get(path, params=params)
+    assert response.status_code == 400, response.text
+    assert named in response.json()["detail"]
+
+
 def test_audit_events_api_filters_and_pages(witnessed_stack, live_gateway):
     org = witnessed_stack.org("events")
     store = _store(witnessed_stack)
@@ -315,8 +331,16 @@ def test_audit_export_from_the_gateway_verifies_offline(witnessed_stack, live_ga
     _append(witnessed_stack, org["org_id"], 4)
     witness.publish(store, org["org_id"])  # a published checkpoint at 7, then more events
     _append(witnessed_stack, org["org_id"], 2)
+    # The key comes from the gateway (any key of the org may fetch it) and is the signing key's.
     public_key = tmp_path / "gateway.pub"
-    public_key.write_text(relay_protocol.public_key_to_pem(witness.signing_key(witnessed_stack.settings)))
+    assert cli(["audit", "public-key", "--out", str(public_key), "--api-url", live_gateway.base_url,
+                "--api-key", org["api_key"]]) == 0
+    signing = witness.signing_key(witnessed_stack.settings)
+    assert public_key.read_text() == relay_protocol.public_key_to_pem(signing)
+    served = httpx.get(f"{live_gateway.base_url}/api/v1/audit/public-key",
+                       headers={"Authorization": f"Bearer {org['api_key']}"}).json()
+    assert served["key_id"] == witness.key_id(signing)
+    assert httpx.get(f"{live_gateway.base_url}/api/v1/audit/public-key").status_code == 401
     export_file = tmp_path / "audit.jsonl"
     assert cli(["audit", "export", "--out", str(export_file), "--api-url", live_gateway.base_url,
                 "--api-key", org["admin_key"]]) == 0

@@ -10,6 +10,9 @@ caller's org; domain errors (AuditQueryError → 400, ProofError → 422, AuditM
 - ``GET /api/v1/audit/consistency?from=&to=`` → Merkle consistency proof
 - ``GET /api/v1/audit/checkpoint`` → a signed checkpoint of the current head
 - ``GET /api/v1/audit/export?format=jsonl|cef`` → the export (docs/audit.md) in ``content``
+- ``GET /api/v1/audit/public-key`` → ``{public_key_pem, key_id}``: the key checkpoints are
+  signed with, for ``flowlink audit verify --public-key`` (an auditor should compare its
+  ``key_id`` with one obtained out of band: this server is the one being audited)
 """
 
 from __future__ import annotations
@@ -109,6 +112,16 @@ async def consistency(
 async def checkpoint(request: Request, auth: AnyKey) -> dict[str, Any]:
     store = _store(request)
     return await anyio.to_thread.run_sync(lambda: current_checkpoint(store, auth.org_id))
+
+
+@router.get("/public-key")
+async def public_key(request: Request, auth: AnyKey) -> dict[str, str]:
+    from flowlink import relay_protocol
+    from flowlink.audit import witness
+
+    settings = get_runtime(request).settings
+    key = await anyio.to_thread.run_sync(lambda: witness.signing_key(settings))
+    return {"public_key_pem": relay_protocol.public_key_to_pem(key), "key_id": witness.key_id(key)}
 
 
 @router.get("/export")

@@ -9,6 +9,7 @@ Subcommands:
     verify-proof PROOF --public-key KEY      an inclusion proof (GET /api/v1/audit/proof/N)
                                              checked offline against its signed checkpoint
     integrity [--org ORG]                    the integrity report (gateway or table)
+    public-key --out FILE                    the checkpoint-signing public key, as PEM
     publish --org ORG                        publish a witness and checkpoint now (table)
 
 Exit codes of `verify` and `verify-proof` (docs/audit.md): 0 verified; 1 tampered (the
@@ -69,6 +70,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                               "(needs " + DIRECT_ACCESS_ENV + ")")
     _connection_options(integrity)
     integrity.set_defaults(func=_integrity)
+
+    public_key = sub.add_parser(
+        "public-key", help="save the gateway's checkpoint-signing public key (PEM) for `verify`",
+        description="Fetch the Ed25519 public key the gateway signs checkpoints with (GET "
+                    "/api/v1/audit/public-key) and write it as PEM. It comes from the server being "
+                    "audited: compare the printed key id with one obtained out of band (the deployer, "
+                    "a relay's pinned key) before trusting a verification with it.")
+    public_key.add_argument("--out", required=True, help="PEM file to write ('-' for stdout)")
+    _connection_options(public_key)
+    public_key.set_defaults(func=_public_key)
 
     publish = sub.add_parser(
         "publish", help="publish a witness snapshot and checkpoint of an org now",
@@ -239,6 +250,22 @@ def _integrity(args: argparse.Namespace) -> int:
                          "(an unknown org id has an empty log)\n")
     sys.stdout.write(json.dumps(report, indent=2) + "\n")
     return EXIT_OK if report.get("intact") else EXIT_TAMPERED
+
+
+def _public_key(args: argparse.Namespace) -> int:
+    from flowlink.cli.api_client import ApiError
+    from flowlink.errors import FlowLinkError
+
+    try:
+        body = _api(args).request("GET", "/api/v1/audit/public-key")
+    except (ApiError, FlowLinkError) as exc:
+        return _fail(str(getattr(exc, "detail", exc)), EXIT_USAGE)
+    if args.out == "-":
+        sys.stdout.write(body["public_key_pem"])
+    else:
+        Path(args.out).write_text(body["public_key_pem"], encoding="utf-8")
+        sys.stderr.write(f"wrote the public key {body['key_id']} to {args.out}\n")
+    return EXIT_OK
 
 
 def _publish(args: argparse.Namespace) -> int:
