@@ -34,11 +34,14 @@ def _nodes(store: AuditStore, org_id: str, needed: set[merkle.PerfectNode]) -> d
     return found
 
 
-def _sized_head(store: AuditStore, org_id: str, tree_size: int | None) -> tuple[Head, int]:
+def _sized_head(
+    store: AuditStore, org_id: str, tree_size: int | None, parameter: str = "tree_size"
+) -> tuple[Head, int]:
+    """The head and the tree size asked for; ``parameter`` is the query parameter that carried it."""
     head = store.latest_head(org_id)
     size = head.size if tree_size is None else tree_size
     if not 0 <= size <= head.size:
-        raise AuditQueryError(f"tree_size must be between 0 and the log size {head.size}, not {size}")
+        raise AuditQueryError(f"{parameter} must be between 0 and the log size {head.size}, not {size}")
     return head, size
 
 
@@ -87,9 +90,10 @@ def inclusion_proof(store: AuditStore, org_id: str, seq: int, tree_size: int | N
 
 def consistency_proof(store: AuditStore, org_id: str, first: int, second: int | None = None) -> dict[str, Any]:
     """Proof that the tree of size ``first`` is a prefix of the tree of size ``second``."""
-    head, size = _sized_head(store, org_id, second)
+    head, size = _sized_head(store, org_id, second, "'to'")
     if not 0 <= first <= size:
-        raise AuditQueryError(f"'from' must be between 0 and 'to' ({size}), not {first}")
+        bound = f"the log size {size}" if second is None else f"'to' ({size})"
+        raise AuditQueryError(f"'from' must be between 0 and {bound}, not {first}")
     ranges = merkle.consistency_ranges(first, size)
     needed = merkle.nodes_for(ranges) | set(merkle.decompose(0, first))
     if size != head.size:
