@@ -147,6 +147,24 @@ def test_audit_verify_proof_cli_checks_against_the_signed_checkpoint(tmp_path, g
     assert main(["audit", "verify-proof", str(bad), "--public-key", str(public)]) == 1
 
 
+@pytest.mark.parametrize("wrong", ["export", "array", "not-json"])
+def test_audit_verify_proof_cli_says_a_file_that_is_no_proof_document_is_not_one(exported, tmp_path, capsys, wrong):
+    path, public = exported
+    given = {
+        "export": path,  # JSON lines: the walkthrough's "Extra data: line 2 column 1"
+        "array": tmp_path / "array.json",
+        "not-json": tmp_path / "junk.json",
+    }[wrong]
+    if wrong == "array":
+        given.write_text("[1, 2]")
+    elif wrong == "not-json":
+        given.write_text("hello")
+    assert main(["audit", "verify-proof", str(given), "--public-key", str(public)]) == 3
+    err = capsys.readouterr().err
+    assert f"{given} is not an inclusion proof: expected one JSON object" in err
+    assert "GET /api/v1/audit/proof/N" in err and "Extra data" not in err
+
+
 def test_audit_cef_line_escapes_and_carries_the_chain_hash(gateway_key):
     store = FakeStore(1, gateway_key)
     record = AuditRecord.from_item(store.items[0])

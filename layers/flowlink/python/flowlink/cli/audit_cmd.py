@@ -206,9 +206,21 @@ def _verify_proof(args: argparse.Namespace) -> int:
 
     try:
         public_key = _load_public_key(args.public_key)
-        proof: dict[str, Any] = json.loads(Path(args.file).read_text(encoding="utf-8"))
+        text = Path(args.file).read_text(encoding="utf-8")
     except (OSError, ValueError) as exc:
         return _fail(str(exc), EXIT_USAGE if isinstance(exc, OSError) else EXIT_MALFORMED)
+    try:
+        proof: Any = json.loads(text)
+    except ValueError:
+        proof = None
+    if not isinstance(proof, dict):
+        # E.g. an export (JSON lines) given where one proof document belongs.
+        return _fail(
+            f"{args.file} is not an inclusion proof: expected one JSON object as returned by "
+            "GET /api/v1/audit/proof/N (org_id, event, leaf_index, tree_size, path, checkpoint); "
+            "an audit export is checked with `flowlink audit verify`",
+            EXIT_MALFORMED,
+        )
     try:
         checkpoint = verify_checkpoint(public_key, proof["checkpoint"], org_id=proof["org_id"])
         leaf = merkle.leaf_hash(proof["event"].encode("utf-8"))
