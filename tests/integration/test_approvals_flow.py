@@ -10,6 +10,7 @@ org's approval id, and a Bot API outage that still times out into a denial.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -221,6 +222,38 @@ def test_approval_two_person_rule_needs_two_different_approvers(env):
     assert env["service"].decide(org_id, approval.approval_id, "approve", BOB).status == "approved"
     _wait_for(lambda: env["channel"].sent)
     assert len(env["channel"].sent) == 1
+
+
+def test_approval_concurrent_decisions_by_one_approver_all_report_the_final_status(env, monkeypatch):
+    store = env["store"]
+    org_id = _org(store)
+    command_id, _ = _pending_command(store, org_id)
+    approval = _request(env, org_id, command_id)
+    _wait_for(lambda: env["service"].get(org_id, approval.approval_id).task_token)
+    # Hold the winner between recording its decision and closing the approval, so the
+    # losers surely read the approval in that window.
+    append_event = audit.append_event
+
+    def slow_append_event(org, kind, *args, **kwargs):
+        if kind == "approval.decided":
+            time.sleep(0.5)
+        return append_event(org, kind, *args, **kwargs)
+
+    monkeypatch.setattr(audit, "append_event", slow_append_event)
+    barrier = threading.Barrier(3)
+    results = []
+
+    def decide():
+        barrier.wait()
+        results.append(env["service"].decide(org_id, approval.approval_id, "approve", ALICE))
+
+    threads = [threading.Thread(target=decide) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r.recorded for r in results) == [False, False, True]
+    assert [r.status for r in results] == ["approved"] * 3, [r.to_dict() for r in results]
 
 
 def test_approval_ids_of_another_org_are_not_found(env):

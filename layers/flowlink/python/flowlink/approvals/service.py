@@ -59,6 +59,7 @@ DEFAULT_TIMEOUT_SECONDS = 600
 MIN_TIMEOUT_SECONDS = 10
 MAX_TIMEOUT_SECONDS = 24 * 3600
 DECIDING_SCOPES = frozenset({"approver", "admin"})
+SETTLE_WAIT_SECONDS = 2.0  # how long a losing decision waits for the winner to close the approval
 # Outcomes the state machine's recorder task reports.
 RECORDABLE_OUTCOMES = {"denied": DENIED, "timed_out": TIMED_OUT, "failed": FAILED}
 
@@ -433,7 +434,7 @@ class ApprovalService:
                 condition=(self.model.status == PENDING) & ~self.model.decided_by.contains(approver.identity),
             )
         except UpdateError:
-            item.refresh(consistent_read=True)
+            self._refresh_settled(item)
             if approver.identity in (item.decided_by or []):
                 return DecisionResult(approval_id, item.status, "you already decided on this approval", False)
             return DecisionResult(approval_id, item.status, f"approval already {item.status}; nothing changed", False)
@@ -484,6 +485,24 @@ class ApprovalService:
         if item.task_token:
             self._resume_machine(item, item.task_token)
         return DecisionResult(approval_id, CANCELLED, "cancelled by the requester: the command will not run", True)
+
+    def _refresh_settled(self, item: Any) -> None:
+        """Re-read ``item`` (strongly consistent) for a decision that lost a race.
+
+        The winner records its decision and closes the approval in two writes; when the
+        recorded decisions already settle it (a deny, or enough approvals) but the status
+        still says pending, the winner is between them, so wait briefly for the close
+        rather than report a stale "pending".
+        """
+        deadline = time.monotonic() + SETTLE_WAIT_SECONDS
+        while True:
+            item.refresh(consistent_read=True)
+            decisions = item.decisions or []
+            approvals = sum(1 for d in decisions if d.get("decision") == "approve")
+            settled = approvals >= int(item.needed or 1) or any(d.get("decision") == "deny" for d in decisions)
+            if item.status != PENDING or not settled or time.monotonic() >= deadline:
+                return
+            time.sleep(0.05)
 
     def _close(self, item: Any, status: str, now: float) -> bool:
         """Move pending → final exactly once; False if someone else closed it first."""
