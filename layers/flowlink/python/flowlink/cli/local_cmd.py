@@ -46,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--template", type=Path, default=None, help="SAM template to provision from (default: template.yaml)")
     up.add_argument("--moto-plugin", action="append", default=[], help="module whose install() runs inside moto")
     up.add_argument("--no-wait", action="store_true", help="start, print and stop at once (smoke test)")
+    up.add_argument("--schedule-interval", type=float, default=None, metavar="SECONDS",
+                    help="run the template's scheduled functions (the witness publisher) every SECONDS "
+                         "instead of at their rate (5 minutes); 0 turns them off")
     up.set_defaults(func=run_up)
 
     status = commands.add_parser("status", help="show whether the local stack's components answer")
@@ -71,6 +74,7 @@ def _config(args: argparse.Namespace) -> StackConfig:
         relay_name=args.relay_name,
         template=args.template,
         moto_plugins=list(args.moto_plugin),
+        schedule_interval=args.schedule_interval,
     )
 
 
@@ -144,6 +148,14 @@ def inspector_command(mcp_url: str, api_key: str, preload: Path) -> str:
             f"npx -y @modelcontextprotocol/inspector@0.15.0 --cli {mcp_url} --transport http --method tools/list")
 
 
+def _schedule_lines(stack: LocalStack) -> list[str]:
+    runs = stack.schedules.runs if stack.schedules is not None else []
+    if not runs:
+        return ["Scheduled functions (the audit witness publisher) are off: `flowlink audit publish --org ...`.", ""]
+    every = ", ".join(f"{run.logical_id} every {run.period:g} s" for run in runs)
+    return [f"Scheduled functions run from this process as on AWS: {every} (logs/schedules.log).", ""]
+
+
 def render_banner(info: dict[str, Any], stack: LocalStack, *, waiting: bool = True) -> str:
     state_dir = Path(info["state_dir"])
     lines = [
@@ -166,6 +178,7 @@ def render_banner(info: dict[str, Any], stack: LocalStack, *, waiting: bool = Tr
         "  or the `approve` MCP tool / POST /api/v1/approvals/<id> with the approver key.",
         "  Telegram buttons: set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET, then `flowlink telegram setup`.",
         "",
+        *_schedule_lines(stack),
         f"Everything above is also in {state_dir / 'local.json'}; logs are in {state_dir / 'logs'}.",
         "",
         "Ready-to-paste client configs:",

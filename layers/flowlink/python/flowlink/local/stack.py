@@ -17,7 +17,9 @@ Steps of ``up`` (DESIGN §4):
 5. bootstrap the dev org (``flowlink.bootstrap.bootstrap_local``, in a child process so
    this process's environment and cached settings stay untouched) → keys and a token;
 6. enroll the relay with the token and run it; wait until its /healthz says connected;
-7. write ``local.json`` (mode 0600, atomically) with the URLs, keys and pids.
+7. run the template's scheduled functions (the witness publisher) on their rate, as
+   EventBridge would (``flowlink.local.scheduled``);
+8. write ``local.json`` (mode 0600, atomically) with the URLs, keys and pids.
 
 ``down()`` stops every child it started (process groups; see ``processes``) and removes
 ``local.json``. Nothing here prints: the CLI renders what ``up`` returns.
@@ -43,6 +45,7 @@ from typing import Any, Self
 from botocore.exceptions import BotoCoreError, ClientError
 
 from flowlink import settings as settings_module
+from flowlink.local.cfn_template import Stack, load_template
 from flowlink.local.lambda_bridge import BridgeError, register_functions
 from flowlink.local.processes import ComponentFailedError, ManagedProcess, PortInUseError, ensure_port_free
 from flowlink.local.provision import (
@@ -52,6 +55,7 @@ from flowlink.local.provision import (
     find_template,
     provision,
 )
+from flowlink.local.scheduled import ScheduledRun, ScheduleRunner, scheduled_functions
 from flowlink.relay_protocol import generate_signing_key, private_key_to_pem
 
 logger = logging.getLogger(__name__)
@@ -92,6 +96,9 @@ class StackConfig:
     startup_timeout: float = 120.0
     # Extra environment for the gateway (e.g. FLOWLINK_EXEC_WAIT_SECONDS in tests).
     gateway_env: dict[str, str] = field(default_factory=dict)
+    # Run the template's scheduled functions (the witness publisher) every this many
+    # seconds instead of at their rate; None keeps the template's rate, 0 turns them off.
+    schedule_interval: float | None = None
     relay_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -124,6 +131,7 @@ class LocalStack:
         self.provision_report: ProvisionReport | None = None
         self.credentials: dict[str, str] = {}
         self.relay_id: str | None = None
+        self.schedules: ScheduleRunner | None = None
 
     # ------------------------------------------------------------------ whole stack
     def up(self) -> dict[str, Any]:
@@ -143,6 +151,7 @@ class LocalStack:
             self.enroll_relay(self.credentials["enrollment_token"])
             self.start_relay()
             self.wait_relay_connected()
+            self.start_schedules()
             info = self.info()
             self.write_info(info)
             return info
@@ -151,7 +160,10 @@ class LocalStack:
             raise
 
     def down(self) -> None:
-        """Stop the relay, the gateway and the emulator (in that order); idempotent."""
+        """Stop the schedules, the relay, the gateway and the emulator (in that order); idempotent."""
+        if self.schedules is not None:
+            self.schedules.stop()
+            self.schedules = None
         for component in (self.relay, self.gateway, self.aws):
             if component is not None:
                 component.stop()
@@ -328,6 +340,24 @@ class LocalStack:
         self.gateway.start()
         self._wait_http(self.gateway, f"{self.config.gateway_url}/api/v1/health",
                         lambda status, _body: status == 200)
+
+    # ------------------------------------------------------------------ schedules
+    def scheduled_runs(self) -> list[ScheduledRun]:
+        """The template's scheduled functions with the period they run at here."""
+        if self.config.schedule_interval == 0:
+            return []
+        stack = Stack(load_template(self.template_path()), stack_name=self.config.stack_name)
+        return [ScheduledRun(logical_id, self.config.schedule_interval or period)
+                for logical_id, period in sorted(scheduled_functions(stack).items())]
+
+    def start_schedules(self) -> None:
+        """Run the scheduled functions (EventBridge's job on AWS) from this process."""
+        runs = self.scheduled_runs()
+        if not runs:
+            return
+        self.schedules = ScheduleRunner(runs, template=self.template_path(), stack_name=self.config.stack_name,
+                                        env=self.gateway_env(), log_path=self.config.state_dir / "logs" / "schedules.log")
+        self.schedules.start()
 
     def stop_gateway(self) -> None:
         if self.gateway is not None:
