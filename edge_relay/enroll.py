@@ -23,6 +23,7 @@ from edge_relay.errors import (
     GatewayResponseError,
     GatewayUnreachableError,
     IdentityError,
+    RelayNameTakenError,
     RelaySettingsError,
 )
 from edge_relay.facts import collect_facts
@@ -55,7 +56,8 @@ def enroll(
     """Enroll this host and persist its identity; returns it.
 
     Raises AlreadyEnrolledError (identity exists and not ``force``), EnrollmentRejectedError
-    (HTTP 401: token used, expired or unknown), GatewayUnreachableError (network),
+    (HTTP 401: token used, expired or unknown), RelayNameTakenError (HTTP 409: the org has a
+    relay of that name; the token stays usable), GatewayUnreachableError (network),
     GatewayResponseError (any other unexpected answer), RelaySettingsError (bad URL/token).
     """
     url = enroll_url(api_url)
@@ -94,15 +96,16 @@ def enroll(
             "the gateway rejected the enrollment token (already used, expired or unknown); "
             "create a new one with an admin key"
         )
+    error, detail = _error_of(response)
+    if response.status_code == 409 and error == "relay_name_taken":
+        raise RelayNameTakenError(
+            f"enrollment refused: {detail or 'the org already has a relay named ' + repr(relay_name)} "
+            "(the token was not used: retry with another --name, or after the old relay is removed)"
+        )
     if response.status_code >= 300:
-        detail = ""
-        try:
-            detail = str(response.json().get("error", ""))
-        except (ValueError, AttributeError):
-            pass
         raise GatewayResponseError(
             f"enrollment failed: gateway answered HTTP {response.status_code}"
-            + (f" ({detail})" if detail else "")
+            + (f" ({error})" if error else "")
         )
     try:
         payload = response.json()
@@ -128,3 +131,14 @@ def enroll(
         "enrolled relay_id=%s org_id=%s state_dir=%s", identity.relay_id, identity.org_id, settings.state_dir
     )
     return identity
+
+
+def _error_of(response: httpx.Response) -> tuple[str, str]:
+    """The ``error`` code and ``detail`` of a gateway error answer ("" when absent)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "", ""
+    if not isinstance(body, dict):
+        return "", ""
+    return str(body.get("error") or ""), str(body.get("detail") or "")

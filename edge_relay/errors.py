@@ -13,6 +13,7 @@ EXIT_ENROLLMENT_REJECTED = 3  # token used, expired or unknown
 EXIT_GATEWAY_UNREACHABLE = 4
 EXIT_NOT_ENROLLED = 5
 EXIT_NOT_RUNNING = 6
+EXIT_NAME_TAKEN = 7  # enroll: another relay of the org already has this name
 
 
 class RelayError(Exception):
@@ -49,6 +50,12 @@ class EnrollmentRejectedError(RelayError):
     """The gateway refused the enrollment token (used, expired or unknown)."""
 
     exit_code = EXIT_ENROLLMENT_REJECTED
+
+
+class RelayNameTakenError(RelayError):
+    """The org already has a relay of the requested name; the token was not used up."""
+
+    exit_code = EXIT_NAME_TAKEN
 
 
 class GatewayUnreachableError(RelayError):
