@@ -204,6 +204,12 @@ def test_admin_init_with_a_wrong_stack_or_prefix_fails_and_writes_nothing(deploy
     assert bad_relay.returncode == 2 and "name must be" in bad_relay.stderr
     assert deployed.items("orgs") == [] and deployed.items("api_keys") == []
 
+    # An org name is display text: punctuation is fine, escape sequences and bidi overrides are not.
+    for hidden in ("acme\x1b[31m", "ac\u202eme", "acme\nroot"):
+        refused = flowlink("admin", "init", "--org", hidden, "--stack-name", deployed.stack_name)
+        assert refused.returncode == 2 and "control characters" in refused.stderr, refused.stderr
+    assert deployed.items("orgs") == []
+
 
 def test_admin_init_without_aws_credentials_fails_and_writes_nothing(deployed):
     env = cli_env(AWS_EC2_METADATA_DISABLED="true")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,10 +164,22 @@ def _access_failed(exc: Exception, action: str) -> AwsAccessFailed:
 
 
 def validate_org_name(name: Any) -> str:
-    """The stripped org name; raises InvalidInput for an empty or over-long one."""
+    """The stripped org name; raises InvalidInput for an empty, over-long or unprintable one.
+
+    A display name may hold spaces and punctuation; control and format characters (escape
+    sequences, line breaks, bidirectional overrides) are refused, because the name is shown
+    in terminals, Telegram messages and the dashboard, where they could disguise it."""
     if not isinstance(name, str) or not name.strip() or len(name.strip()) > MAX_ORG_NAME_LENGTH:
         raise InvalidInput(f"org name must be a non-empty string of at most {MAX_ORG_NAME_LENGTH} characters")
+    hidden = sorted({f"U+{ord(c):04X}" for c in name.strip() if unicodedata.category(c) in _UNPRINTABLE})
+    if hidden:
+        raise InvalidInput(f"org name must be printable text; it contains control characters {', '.join(hidden)}")
     return name.strip()
+
+
+# Unicode categories an org name may not contain: controls, format characters (bidi
+# overrides, zero-width joiners), line and paragraph separators.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
 def init_org(
