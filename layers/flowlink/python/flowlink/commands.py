@@ -43,7 +43,7 @@ from flowlink.relays import (
     sign_command_envelope,
 )
 from flowlink.settings import Settings
-from flowlink.storage import TERMINAL_STATUSES, Store, utc_now_iso
+from flowlink.storage import TERMINAL_STATUSES, Store, find_relay, utc_now_iso
 from flowlink.vault import SecretNotFound, Vault, referenced_secret_names, validate_secret_name
 from shield import paths as shield_paths
 
@@ -286,22 +286,15 @@ class CommandService:
         return [agent_summary(r) for r in sorted(self.store.list_agents(auth.org_id), key=lambda r: r.name)]
 
     def resolve_agent(self, auth: AuthContext, ref: str) -> Any:
-        """The org's relay named by id or name; AgentNotFound lists the org's relays."""
+        """The org's relay named by id or name; AgentNotFound lists the org's relays.
+
+        Raises AgentNameAmbiguous when several relays share the name (see ``find_relay``).
+        """
         validate_agent_ref(ref)
         ref = ref.strip()
-        if ref.startswith("rly_"):
-            record = self.store.get_agent(auth.org_id, ref)
-            if record is not None:
-                return record
-        matches = self.store.find_agents_by_name(auth.org_id, ref)
-        if len(matches) > 1:
-            online = [m for m in matches if m.status == "online"]
-            if len(online) == 1:
-                return online[0]
-            ids = ", ".join(m.relay_id for m in matches)
-            raise InvalidInput(f"several relays are named {ref!r} ({ids}): use a relay id")
-        if matches:
-            return matches[0]
+        record = find_relay(self.store, auth.org_id, ref)
+        if record is not None:
+            return record
         agents = self.list_agents(auth)
         listing = (
             ", ".join(f"{a['name']} ({a['relay_id']}, {a['status']})" for a in agents) or "none enrolled"

@@ -87,6 +87,20 @@ class AgentNotFound(NotFound):
     code = "agent_not_found"
 
 
+class AgentNameAmbiguous(Conflict):
+    """Several relays of the org carry the name asked for (possible only for relays enrolled
+    before names were unique); ``extra["relay_ids"]`` lists them. Never resolved by picking one."""
+
+    code = "agent_name_ambiguous"
+
+
+class RelayNameTaken(Conflict):
+    """Enrollment under a name another relay of the org holds; ``extra["relay_ids"]`` names it.
+    Nothing was written and the enrollment token stays usable (e.g. with another name)."""
+
+    code = "relay_name_taken"
+
+
 class AgentOffline(FlowLinkError):
     code = "agent_offline"
     http_status = 409

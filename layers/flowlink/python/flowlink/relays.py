@@ -34,18 +34,18 @@ from flowlink.auth import AuthContext, hash_secret
 from flowlink.errors import (
     EnrollmentTokenInvalid,
     InvalidInput,
+    NotFound,
     RelayAuthenticationFailed,
     ServiceMisconfigured,
 )
 from flowlink.org_settings import compiled_policy, org_policy_text, policy_reference
 from flowlink.settings import Settings
-from flowlink.storage import Store, utc_now_iso
+from flowlink.storage import RELAY_BOUND_STATUSES, RELAY_ID_PREFIX, Store, find_relay, utc_now_iso
 
 logger = logging.getLogger(__name__)
 
 ENROLLMENT_TOKEN_PREFIX = "flk_enr_"
 RELAY_CREDENTIAL_PREFIX = "flk_rly_"
-RELAY_ID_PREFIX = "rly_"
 ENROLLMENT_TTL_SECONDS = 3600
 # API Gateway closes a WebSocket after 2 hours at most; a connection record older than
 # this is stale even if its $disconnect never arrived.
@@ -316,8 +316,11 @@ def _decode_public_key(value: Any, field: str, *, required: bool) -> str | None:
 def enroll_relay(store: Store, settings: Settings, request: dict[str, Any]) -> dict[str, Any]:
     """Redeem an enrollment token and register a relay (contracts §5 step 2).
 
-    The relay's ``name`` defaults to the name the token was minted for. Raises
-    EnrollmentTokenInvalid (unknown, used or expired token) and InvalidInput.
+    The relay's ``name`` defaults to the name the token was minted for, and must not be
+    held by another relay of the org (``Store.claim_relay_name``) unless that one is flagged:
+    then this enrollment is its re-enrollment and replaces it (audited as ``relay.removed``).
+    Raises EnrollmentTokenInvalid (unknown, used or expired token), RelayNameTaken (the
+    token stays usable) and InvalidInput.
     """
     if not isinstance(request, dict):
         raise InvalidInput("body must be a JSON object")
@@ -361,8 +364,16 @@ def enroll_relay(store: Store, settings: Settings, request: dict[str, Any]) -> d
     redeemed = store.redeem_enrollment(hash_secret(token), int(time.time()), new_agent)
     if redeemed is None:
         raise EnrollmentTokenInvalid("enrollment token invalid, used or expired")
-    enrollment, agent = redeemed
+    enrollment, agent, displaced = redeemed
     name = agent.name
+    for old in displaced:
+        audit.append_event(
+            enrollment.org_id,
+            "relay.removed",
+            {"relay_id": old.relay_id, "name": old.name, "reason": "replaced", "flagged": old.flagged,
+             "replaced_by": relay_id},
+            actor={"type": "relay", "relay_id": relay_id},
+        )
     audit.append_event(
         enrollment.org_id,
         "relay.enrolled",
@@ -382,6 +393,46 @@ def enroll_relay(store: Store, settings: Settings, request: dict[str, Any]) -> d
         "ws_url": settings.ws_url,
         "gateway_public_key": gateway_key,
     }
+
+
+def remove_relay(store: Store, channel: RelayChannel, auth: AuthContext, ref: Any) -> dict[str, Any]:
+    """Decommission a relay of the caller's org (an admin's call; the route checks the scope).
+
+    Deletes its record and frees its name, so its credential is refused at ``$connect`` from
+    now on and a new relay may enroll under the name; closes its live connection; fails its
+    commands still waiting for it (``RELAY_BOUND_STATUSES``). Its history and audit stay.
+    Raises InvalidInput, NotFound and AgentNameAmbiguous (pass the relay id).
+    """
+    if not isinstance(ref, str) or not ref.strip() or len(ref) > 128:
+        raise InvalidInput("relay must be a relay id or name")
+    record = find_relay(store, auth.org_id, ref.strip())
+    if record is None:
+        raise NotFound(f"no relay {ref.strip()!r} in this org")
+    removed = store.delete_agent(record)
+    now = utc_now_iso()
+    failed = [
+        command.command_id
+        for command in store.list_relay_bound_commands(auth.org_id, record.relay_id)
+        if store.transition_command(
+            command.command_id, RELAY_BOUND_STATUSES, "failed", remove=["pending_env"],
+            error="relay removed before it reported a result", completed_at=now,
+        )
+    ]
+    if record.connection_id:
+        try:
+            channel.close(record.connection_id)
+        except (ClientError, BotoCoreError, ServiceMisconfigured):
+            # Its record is gone, so whatever it sends is refused; the socket is only tidied up.
+            logger.exception("closing a removed relay's connection failed", extra={"relay_id": record.relay_id})
+    audit.append_event(
+        auth.org_id,
+        "relay.removed",
+        {"relay_id": record.relay_id, "name": record.name, "reason": "removed", "flagged": record.flagged,
+         "was_online": record.status == "online", "commands_failed": failed},
+        actor=auth.actor(),
+    )
+    return {"relay_id": record.relay_id, "name": record.name, "removed": removed, "removed_at": now,
+            "commands_failed": failed}
 
 
 # -- WebSocket session ---------------------------------------------------------------------
@@ -601,8 +652,12 @@ def _on_heartbeat(
     store: Store, settings: Settings, channel: RelayChannel, connection: Any, message: dict
 ) -> dict:
     record = store.get_agent(connection.org_id, connection.relay_id)
-    if record is not None:
-        store.touch_agent(record, utc_now_iso())
+    if record is None:
+        # Removed while connected: tell it so and hang up rather than keep it believing it is live.
+        answer = _answer(channel, connection.connection_id, _error("unknown_relay", "relay no longer enrolled"))
+        channel.close(connection.connection_id)
+        return answer
+    store.touch_agent(record, utc_now_iso())
     return _answer(
         channel,
         connection.connection_id,

@@ -24,7 +24,7 @@ from flowlink import audit
 from flowlink.errors import FlowLinkError, InvalidInput, NotFound
 from flowlink.secret_box import SecretBoxError, decode_key, key_fingerprint, parse_document
 from flowlink.settings import Settings
-from flowlink.storage import Store, utc_now_iso
+from flowlink.storage import Store, find_relay, utc_now_iso
 
 SECRET_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
 # `$NAME` or `${NAME}` in a command line names a secret to inject.
@@ -111,10 +111,9 @@ class Vault:
         return self._store
 
     def _relay(self, org_id: str, relay_ref: str) -> Any:
-        relay = self.store.get_agent(org_id, relay_ref)
-        if relay is None:
-            matches = self.store.find_agents_by_name(org_id, relay_ref)
-            relay = matches[0] if len(matches) == 1 else None
+        """The relay ``relay_ref`` names (id or name): NotFound, or AgentNameAmbiguous for a
+        name several relays share, resolved exactly as commands resolve their agent."""
+        relay = find_relay(self.store, org_id, relay_ref) if isinstance(relay_ref, str) else None
         if relay is None:
             raise NotFound(f"no relay {relay_ref!r} in this org")
         return relay

@@ -22,7 +22,7 @@ SUBCOMMANDS: list[tuple[str, str]] = [
     ("approvals_cmd", "approve, deny, approvals, telegram"),
     ("audit_cmd", "audit"),
     ("admin_cmd", "admin"),
-    ("keys_cmd", "keys, enrollment-token"),
+    ("keys_cmd", "keys, enrollment-token, relays"),
 ]
 
 EXIT_USAGE = 2

@@ -1,7 +1,8 @@
-"""`flowlink keys list | create | revoke` and `flowlink enrollment-token NAME`: an org's keys and relay tokens.
+"""`flowlink keys list | create | revoke`, `flowlink enrollment-token NAME` and `flowlink relays
+list | remove RELAY`: an org's keys, relay tokens and relays.
 
 Thin clients of the gateway's REST API (``/api/v1/keys``, ``/api/v1/agents/enrollment-tokens``,
-docs/contracts.md §5) with an admin key: --api-key, FLOWLINK_API_KEY, or the admin key in
+``/api/v1/agents``, docs/contracts.md §5) with an admin key: --api-key, FLOWLINK_API_KEY, or the admin key in
 .flowlink/local.json. Unlike ``flowlink admin init`` they need no AWS credentials, and the
 gateway audits each change under the admin key that made it. A new key or token is
 printed once; the gateway keeps only its hash.
@@ -13,6 +14,7 @@ import argparse
 import json
 import sys
 from typing import Any
+from urllib.parse import quote
 
 from flowlink.auth import SCOPES
 from flowlink.cli.api_client import ApiClient, ApiError, add_connection_options
@@ -50,6 +52,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     token.add_argument("--json", action="store_true", help="print JSON")
     add_connection_options(token)
     token.set_defaults(func=_enrollment_token)
+
+    relays = subparsers.add_parser("relays", help="list the org's relays, or remove (decommission) one (admin key)")
+    relays_sub = relays.add_subparsers(dest="relays_command", metavar="ACTION")
+    relay_list = relays_sub.add_parser("list", help="the org's relays: name, id, status")
+    relay_list.add_argument("--json", action="store_true", help="print JSON")
+    add_connection_options(relay_list)
+    relay_list.set_defaults(func=_relays_list)
+    remove = relays_sub.add_parser(
+        "remove",
+        help="decommission a relay: its credential is refused from now on and its name is free again",
+    )
+    remove.add_argument("relay", help="rly_... or the relay's name (a name several relays share needs the id)")
+    remove.add_argument("--json", action="store_true", help="print JSON")
+    add_connection_options(remove)
+    remove.set_defaults(func=_relays_remove)
+    relays.set_defaults(func=lambda args: (relays.print_help(sys.stderr), EXIT_USAGE)[1])
 
 
 def _run(args: argparse.Namespace, what: str, method: str, path: str, render: Any, **kwargs: Any) -> int:
@@ -103,4 +121,21 @@ def _render_token(token: dict[str, Any], api_url: str) -> str:
     return (
         f"one-time token for relay {token['name']!r}, expires {token['expires_at']}:\n  {token['token']}\n"
         f"on the server: flowlink-relay enroll --api-url {api_url} --token {token['token']} --name {token['name']}"
+    )
+
+
+def _relays_list(args: argparse.Namespace) -> int:
+    return _run(args, "relays list", "GET", "/api/v1/agents", _render_relays)
+
+
+def _render_relays(result: dict[str, Any], _api_url: str) -> str:
+    lines = [f"{a['name']:<24} {a['relay_id']}  {a['status']}" for a in result["agents"]]
+    return "\n".join(lines) or "no relays enrolled"
+
+
+def _relays_remove(args: argparse.Namespace) -> int:
+    return _run(
+        args, "relays remove", "DELETE", f"/api/v1/agents/{quote(args.relay, safe='')}",
+        lambda r, _: f"relay {r['name']!r} ({r['relay_id']}) removed at {r['removed_at']}"
+        + (f"; {len(r['commands_failed'])} waiting command(s) failed" if r["commands_failed"] else ""),
     )

@@ -1,5 +1,5 @@
-"""REST routes of the gateway under /api/v1: health, relay enrollment, agents, their command
-history and API keys.
+"""REST routes of the gateway under /api/v1: health, relay enrollment and removal, agents,
+their command history and API keys.
 
 Each route authenticates with ``require_key``, validates its body with a pydantic model,
 calls one domain function in a worker thread and returns JSON; domain errors become
@@ -19,7 +19,7 @@ from flowlink import __version__, audit
 from flowlink.auth import SCOPES, AuthContext, issue_api_key, list_api_keys, revoke_api_key
 from flowlink.commands import HISTORY_DEFAULT_LIMIT
 from flowlink.gateway.deps import AdminKey, AnyKey, get_runtime
-from flowlink.relays import create_enrollment_token, enroll_relay
+from flowlink.relays import create_enrollment_token, enroll_relay, remove_relay
 
 router = APIRouter(prefix="/api/v1")
 
@@ -64,6 +64,14 @@ async def enroll(request: Request) -> dict[str, Any]:
 async def agents(request: Request, auth: AnyKey) -> dict[str, Any]:
     runtime = get_runtime(request)
     return {"agents": await anyio.to_thread.run_sync(runtime.commands.list_agents, auth)}
+
+
+@router.delete("/agents/{agent}")
+async def delete_agent(agent: str, request: Request, auth: AdminKey) -> dict[str, Any]:
+    """Decommission a relay (id or name): its credential is refused from now on, its name is
+    free again, its waiting commands fail; history and audit stay."""
+    runtime = get_runtime(request)
+    return await anyio.to_thread.run_sync(remove_relay, runtime.store, runtime.channel, auth, agent)
 
 
 @router.get("/agents/{agent}/commands")

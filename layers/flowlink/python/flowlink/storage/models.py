@@ -21,6 +21,7 @@ from pynamodb.attributes import (
     NumberAttribute,
     UnicodeAttribute,
 )
+from pynamodb.exceptions import TableError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
@@ -34,6 +35,7 @@ class Models:
     orgs: Any
     api_keys: Any
     agents: Any
+    relay_names: Any
     connections: Any
     commands: Any
     enrollments: Any
@@ -64,7 +66,13 @@ def _share_connection(model: Any, region: str, endpoint: str | None) -> None:
         # (moto, LocalStack or AWS), and one process may talk to several (tests do).
         shared = _shared_connections.setdefault((region, endpoint), table_connection.connection)
     if table_connection.connection is not shared:
-        shared.add_meta_table(table_connection.connection.get_meta_table(model.Meta.table_name))
+        name = model.Meta.table_name
+        try:
+            # Already there when a second model shares a table (relay-name claims in agents):
+            # keep the first one's schema, which knows the table's indexes.
+            shared.get_meta_table(name)
+        except TableError:
+            shared.add_meta_table(table_connection.connection.get_meta_table(name))
         table_connection.connection = shared
 
 
@@ -145,6 +153,22 @@ def _build_models(table_prefix: str, region: str, endpoint: str | None = None) -
         # org refuses drifted relays). A drift the org tolerates is only recorded in audit.
         flagged = UnicodeAttribute(null=True)
         by_org = AgentsByOrg()
+
+    class RelayNameClaim(Model):
+        """One item per relay name of an org, in the agents table, so a name is held by one relay.
+
+        DynamoDB cannot make a GSI key unique, so enrollment first writes this item with a
+        condition (the name is free, or its holder is gone or flagged) and only then the
+        relay. Its key (``relay_name#{org_id}#{name}``) can never be a relay id, and it has no
+        ``org_id``/``name`` attributes, so it stays out of ``by_org`` and out of agent listings.
+        """
+
+        class Meta:
+            table_name = table("agents")
+
+        relay_id = UnicodeAttribute(hash_key=True)
+        claimed_by = UnicodeAttribute()
+        claimed_at = UnicodeAttribute()
 
     class Connection(Model):
         class Meta:
@@ -237,13 +261,14 @@ def _build_models(table_prefix: str, region: str, endpoint: str | None = None) -
         used_at = UnicodeAttribute(null=True)
         relay_id = UnicodeAttribute(null=True)
 
-    for model in (Org, ApiKey, Agent, Connection, Command, Enrollment):
+    for model in (Org, ApiKey, Agent, RelayNameClaim, Connection, Command, Enrollment):
         model.Meta.region = region
         _share_connection(model, region, endpoint)
     return Models(
         orgs=Org,
         api_keys=ApiKey,
         agents=Agent,
+        relay_names=RelayNameClaim,
         connections=Connection,
         commands=Command,
         enrollments=Enrollment,

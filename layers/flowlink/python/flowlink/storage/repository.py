@@ -14,15 +14,25 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
-from flowlink.errors import InvalidInput
+from flowlink.errors import AgentNameAmbiguous, InvalidInput, RelayNameTaken
 from flowlink.settings import Settings
 from flowlink.storage.models import Models, build_models
 
 # Terminal command states: once reached, a record's result never changes again.
 # "cancelled": the requester withdrew a hard_ask command before it was approved.
 TERMINAL_STATUSES = frozenset({"completed", "refused", "timeout", "failed", "denied", "cancelled"})
+# States in which a command still waits for its relay (sent, or about to be, or running there).
+RELAY_BOUND_STATUSES = ("queued", "dispatched", "running")
+
+RELAY_ID_PREFIX = "rly_"
+# Key prefix of the relay-name claims in the agents table (models.RelayNameClaim); never a relay id.
+RELAY_NAME_CLAIM_PREFIX = "relay_name#"
+
+
+def relay_name_claim_key(org_id: str, name: str) -> str:
+    return f"{RELAY_NAME_CLAIM_PREFIX}{org_id}#{name}"
 
 
 def utc_now_iso() -> str:
@@ -111,16 +121,20 @@ class Store:
 
     def redeem_enrollment(
         self, token_hash: str, now_epoch: int, build_agent: Callable[[Any], dict[str, Any]]
-    ) -> tuple[Any, Any] | None:
-        """Use a one-time token and register the relay it enrolls.
+    ) -> tuple[Any, Any, list[Any]] | None:
+        """Use a one-time token and register the relay it enrolls, under a name no other relay
+        of the org holds.
 
         ``build_agent(enrollment)`` returns the new agent's fields. The token is claimed with
         one conditional write (only if unused and unexpired), so a token never enrolls two
-        relays; if creating the agent then fails, the claim is released again, so a failed
-        enrollment never burns a token. (Not one DynamoDB transaction on purpose: moto
-        evaluates transactions non-atomically under concurrent requests and restores whole
-        tables on failure, while single conditional writes are atomic there as in AWS.)
-        Returns (enrollment, agent) or None when the token is unknown, used or expired.
+        relays; then the relay's name is claimed (``claim_relay_name``); if that or creating
+        the agent fails, the claims are released again, so a failed enrollment never burns a
+        token or a name. (Not one DynamoDB transaction on purpose: moto evaluates
+        transactions non-atomically under concurrent requests and restores whole tables on
+        failure, while single conditional writes are atomic there as in AWS.)
+        Returns (enrollment, agent, displaced) or None when the token is unknown, used or
+        expired; ``displaced`` are the flagged relays of that name the new one replaced (their
+        records are deleted). Raises RelayNameTaken.
         """
         model = self.models.enrollments
         try:
@@ -139,15 +153,78 @@ class Store:
             if _condition_failed(exc):
                 return None  # a concurrent enrollment won the token
             raise
+        claimed = False
         try:
+            displaced = self.claim_relay_name(agent.org_id, agent.name, agent.relay_id)
+            claimed = True
             agent.save(condition=self.models.agents.relay_id.does_not_exist())
         except Exception:
+            if claimed:
+                self.release_relay_name(agent.org_id, agent.name, agent.relay_id)
             enrollment.update(
                 actions=[model.used_at.remove(), model.relay_id.remove()],
                 condition=model.relay_id == agent.relay_id,
             )
             raise
-        return enrollment, agent
+        for record in displaced:
+            self.delete_agent(record)
+        return enrollment, agent, displaced
+
+    # -- relay names ------------------------------------------------------------------
+
+    def claim_relay_name(self, org_id: str, name: str, relay_id: str) -> list[Any]:
+        """Make ``relay_id`` the one holder of ``name`` in the org; returns the relays it displaces.
+
+        The claim item is written only if the name is free, or (compare-and-set on its holder)
+        if the holder no longer exists or is flagged: a flagged relay is refused until an admin
+        re-enrolls it, and enrolling a new relay under its name is that re-enrollment. Of two
+        concurrent enrollments under one name exactly one wins. Relays enrolled before names
+        were claimed hold no claim item, so the org's relays of that name are checked too.
+        Raises RelayNameTaken (nothing stays claimed) when a relay that is not flagged holds it.
+        """
+        model = self.models.relay_names
+        claim = model(relay_id=relay_name_claim_key(org_id, name), claimed_by=relay_id, claimed_at=utc_now_iso())
+        displaced: dict[str, Any] = {}
+        condition = model.relay_id.does_not_exist()
+        for _ in range(3):
+            try:
+                claim.save(condition=condition)
+                break
+            except PutError as exc:
+                if not _condition_failed(exc):
+                    raise
+            try:
+                current = model.get(claim.relay_id, consistent_read=True)
+            except DoesNotExist:
+                condition = model.relay_id.does_not_exist()  # released meanwhile: claim it afresh
+                continue
+            holder = self.get_agent(org_id, current.claimed_by)
+            if holder is not None and not holder.flagged:
+                raise _name_taken(name, [holder])
+            if holder is not None:
+                displaced[holder.relay_id] = holder
+            condition = model.claimed_by == current.claimed_by
+        else:
+            raise RelayNameTaken(
+                f"relay name {name!r} is being enrolled by another relay right now; try again",
+                extra={"relay_ids": []},
+            )
+        others = [r for r in self.find_agents_by_name(org_id, name) if r.relay_id != relay_id]
+        live = [r for r in others if not r.flagged]
+        if live:
+            self.release_relay_name(org_id, name, relay_id)
+            raise _name_taken(name, live)
+        displaced.update((r.relay_id, r) for r in others)
+        return list(displaced.values())
+
+    def release_relay_name(self, org_id: str, name: str, relay_id: str) -> None:
+        """Free ``name`` if ``relay_id`` holds it (a no-op once another relay took it over)."""
+        model = self.models.relay_names
+        try:
+            model(relay_id=relay_name_claim_key(org_id, name)).delete(condition=model.claimed_by == relay_id)
+        except DeleteError as exc:
+            if not _condition_failed(exc):
+                raise
 
     # -- agents -----------------------------------------------------------------------
 
@@ -177,6 +254,8 @@ class Store:
 
     def get_agent_any_org(self, relay_id: str, *, with_attestation: bool = False) -> Any | None:
         """The relay record whatever its org: only for relay authentication, never for tenants."""
+        if relay_id.startswith(RELAY_NAME_CLAIM_PREFIX):
+            return None  # a name claim shares the table but is no relay
         try:
             return self.models.agents.get(
                 relay_id, consistent_read=True, attributes_to_get=self._agent_projection(with_attestation)
@@ -201,6 +280,22 @@ class Store:
         return list(
             self.models.agents.by_org.query(org_id, attributes_to_get=self._agent_projection(with_attestation))
         )
+
+    def delete_agent(self, record: Any) -> bool:
+        """Delete a relay's record and free its name; False if it was already gone.
+
+        Without the record the relay's credential no longer authenticates ($connect) and no
+        command can name it. Its commands stay (history, audit).
+        """
+        try:
+            self.models.agents(relay_id=record.relay_id).delete(condition=self.models.agents.relay_id.exists())
+            deleted = True
+        except DeleteError as exc:
+            if not _condition_failed(exc):
+                raise
+            deleted = False
+        self.release_relay_name(record.org_id, record.name, record.relay_id)
+        return deleted
 
     def flag_agent(self, record: Any, reason: str) -> None:
         """Refuse this relay from now on, until an admin re-enrolls it (a new relay id)."""
@@ -373,6 +468,17 @@ class Store:
             )
         )
 
+    def list_relay_bound_commands(self, org_id: str, relay_id: str) -> list[Any]:
+        """Commands of a relay still waiting for it (``RELAY_BOUND_STATUSES``), oldest first."""
+        model = self.models.commands
+        return list(
+            model.by_agent.query(
+                f"{org_id}#{relay_id}",
+                filter_condition=model.status.is_in(*RELAY_BOUND_STATUSES),
+                scan_index_forward=True,
+            )
+        )
+
     def command_history(
         self, org_id: str, relay_id: str, *, limit: int, page_token: str | None
     ) -> tuple[list[Any], str | None]:
@@ -407,6 +513,38 @@ class Store:
         items = list(result)
         next_key = result.last_evaluated_key
         return items, encode_page_token(next_key) if next_key else None
+
+
+def find_relay(store: Any, org_id: str, ref: str) -> Any | None:
+    """The org's relay that ``ref`` names: its relay id, else its name; None when none does.
+
+    Names are unique per org (``Store.claim_relay_name``), but relays enrolled before that
+    may share one: such a name is AgentNameAmbiguous (listing the ids), never resolved by
+    picking one, e.g. whichever is online, since a command must never reach a host its
+    caller did not mean. ``store`` is anything with ``get_agent``/``find_agents_by_name``.
+    """
+    if ref.startswith(RELAY_ID_PREFIX):
+        record = store.get_agent(org_id, ref)
+        if record is not None:
+            return record
+    matches = store.find_agents_by_name(org_id, ref)
+    if len(matches) > 1:
+        ids = sorted(m.relay_id for m in matches)
+        raise AgentNameAmbiguous(
+            f"several relays are named {ref!r} ({', '.join(ids)}): use a relay id, and remove the "
+            f"one no longer wanted with `flowlink relays remove <relay id>`",
+            extra={"relay_ids": ids},
+        )
+    return matches[0] if matches else None
+
+
+def _name_taken(name: str, holders: list[Any]) -> RelayNameTaken:
+    ids = sorted(h.relay_id for h in holders)
+    return RelayNameTaken(
+        f"this org already has a relay named {name!r} ({', '.join(ids)}): enroll under another name, "
+        f"or remove it first with `flowlink relays remove {ids[0]}` if this host replaces it",
+        extra={"relay_ids": ids},
+    )
 
 
 def encode_page_token(last_key: dict[str, Any]) -> str:

@@ -1,0 +1,287 @@
+"""Relay names are unique within an org, and a name never resolves by which relay is online.
+
+Real parts throughout: the live gateway (uvicorn) on moto over HTTP, relays enrolling over
+REST and connecting over WebSocket, `flowlink-relay enroll` and `flowlink` as processes,
+the MCP client for ``exec``. Covers enrollment refusals (also under concurrency), the
+re-enrollment of a flagged relay, names shared by relays enrolled before names were unique,
+and decommissioning with `flowlink relays remove`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import anyio
+import httpx
+import httpx2
+import pytest
+from flowlink import audit
+from flowlink.audit.store import item_to_record
+from flowlink.auth import hash_secret
+from flowlink.storage import utc_now_iso
+from mcp.client import Client
+from mcp.client.streamable_http import streamable_http_client
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for(predicate, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+def exec_tool(live_gateway, key: str, agent: str, command: str):
+    """One MCP ``exec`` call through the official client."""
+
+    async def call():
+        async with (
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=60) as http,
+            Client(streamable_http_client(live_gateway.mcp_url, http_client=http)) as client,
+        ):
+            return await client.call_tool("exec", {"agent": agent, "command": command})
+
+    return anyio.run(call)
+
+
+def audit_events(org_id: str, kind: str) -> list[dict]:
+    events = (json.loads(item_to_record(item)["event"]) for item in audit.default_store().iter_items(org_id))
+    return [event for event in events if event["kind"] == kind]
+
+
+def new_token(live_gateway, org: dict, name: str) -> str:
+    response = live_gateway.admin(org).post("/api/v1/agents/enrollment-tokens", json={"name": name})
+    assert response.status_code == 201, response.text
+    return response.json()["token"]
+
+
+@pytest.fixture
+def enroll(make_relay):
+    """enroll(token, name) -> the gateway's answer (201 with the identity, or the refusal)."""
+
+    def enroll(token: str, name: str) -> httpx.Response:
+        relay = make_relay({"enrollment_token": token}, name=name)
+        try:
+            relay.enroll()
+        except httpx.HTTPStatusError as exc:
+            return exc.response
+        return httpx.Response(201, json=relay.identity)
+
+    return enroll
+
+
+def cli_env(live_gateway, key: str) -> dict[str, str]:
+    return {**os.environ, "FLOWLINK_API_URL": live_gateway.base_url, "FLOWLINK_API_KEY": key}
+
+
+def run(module: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_enrolling_a_second_relay_under_a_taken_name_is_refused_and_keeps_the_token(live_gateway, make_relay, enroll):
+    org = live_gateway.stack.org("acme")
+    first = make_relay(org, name="vm")
+    first.enroll()
+
+    token = new_token(live_gateway, org, "vm")
+    refused = enroll(token, "vm")
+    assert refused.status_code == 409
+    body = refused.json()
+    assert body["error"] == "relay_name_taken" and body["relay_ids"] == [first.identity["relay_id"]]
+    assert "vm" in body["detail"] and "flowlink relays remove" in body["detail"]
+    (only,) = live_gateway.stack.store.list_agents(org["org_id"])
+    assert only.relay_id == first.identity["relay_id"]
+
+    # The refusal used nothing up: the same token enrolls the host under another name.
+    assert enroll(token, "vm-2").status_code == 201
+    assert sorted(a.name for a in live_gateway.stack.store.list_agents(org["org_id"])) == ["vm", "vm-2"]
+
+
+def test_relay_names_are_per_org(live_gateway, make_relay, enroll):
+    acme, globex = live_gateway.stack.org("acme"), live_gateway.stack.org("globex")
+    make_relay(acme, name="vm").enroll()
+    assert enroll(globex["enrollment_token"], "vm").status_code == 201
+
+
+def test_flowlink_relay_enroll_under_a_taken_name_exits_7_and_writes_nothing(live_gateway, make_relay, enroll, tmp_path):
+    org = live_gateway.stack.org("acme")
+    make_relay(org, name="vm").enroll()
+    env = cli_env(live_gateway, org["admin_key"])
+    minted = run("flowlink.cli", "enrollment-token", "vm", "--json", env=env)
+    assert minted.returncode == 0, minted.stderr
+    token = json.loads(minted.stdout)["token"]
+
+    state_dir = tmp_path / "relay2"
+    done = run("edge_relay", "enroll", "--api-url", live_gateway.base_url, "--token", token,
+               "--name", "vm", "--state-dir", str(state_dir))
+    assert done.returncode == 7, (done.stdout, done.stderr)
+    assert "already has a relay named 'vm'" in done.stderr and "token was not used" in done.stderr
+    assert not (state_dir / "identity.json").exists()
+
+
+def test_concurrent_enrollments_under_one_name_enroll_exactly_one(live_gateway, enroll):
+    org = live_gateway.stack.org("acme")
+    tokens = [new_token(live_gateway, org, "vm") for _ in range(6)]
+    answers: list[int] = []
+    start = threading.Barrier(len(tokens))
+
+    def go(token: str) -> None:
+        start.wait()
+        answers.append(enroll(token, "vm").status_code)
+
+    threads = [threading.Thread(target=go, args=(token,)) for token in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(answers) == [201] + [409] * 5
+    assert [a.name for a in live_gateway.stack.store.list_agents(org["org_id"])] == ["vm"]
+
+
+def test_a_flagged_relay_is_re_enrolled_under_its_name_and_the_old_identity_is_gone(live_gateway, make_relay):
+    org = live_gateway.stack.org("acme")
+    old = make_relay(org, name="vm")
+    old.enroll()
+    old.connect(hello_key="B" * 43 + "=")  # another key: flagged until an admin re-enrolls it
+    wait_for(lambda: any(a.get("code") == "identity_mismatch" for a in old.answers))
+    old.close()
+
+    new = make_relay({"enrollment_token": new_token(live_gateway, org, "vm")}, name="vm")
+    new.enroll()
+    new.connect()
+    assert new.wait_welcome()
+    (agent,) = live_gateway.stack.store.list_agents(org["org_id"])
+    assert agent.relay_id == new.identity["relay_id"]
+    result = exec_tool(live_gateway, org["api_key"], "vm", "echo hi")
+    assert result.is_error is False, result.content
+    assert new.claims[0]["aud"] == new.identity["relay_id"]
+    with pytest.raises(InvalidStatus):
+        ws_connect(live_gateway.ws_url, additional_headers={
+            "Authorization": f"Bearer {old.identity['relay_credential']}",
+            "X-Flowlink-Relay-Id": old.identity["relay_id"],
+        })
+    (removed,) = audit_events(org["org_id"], "relay.removed")
+    assert removed["fields"]["relay_id"] == old.identity["relay_id"]
+    assert removed["fields"]["reason"] == "replaced" and removed["fields"]["replaced_by"] == new.identity["relay_id"]
+
+
+def _legacy_duplicates(live_gateway, org: dict, make_relay) -> tuple[object, str]:
+    """Two relays named vm, as enrollments before names were unique could leave them: one online."""
+    online = make_relay(org, name="vm")
+    online.enroll()
+    online.connect()
+    assert online.wait_welcome()
+    offline_id = "rly_" + "0" * 24
+    live_gateway.stack.store.put_agent(
+        relay_id=offline_id, org_id=org["org_id"], name="vm", credential_hash=hash_secret("flk_rly_x"),
+        enrolled_at=utc_now_iso(), status="offline",
+    )
+    return online, offline_id
+
+
+def test_a_name_two_relays_share_is_an_error_listing_both_everywhere(live_gateway, make_relay, enroll):
+    org = live_gateway.stack.org("acme")
+    online, offline_id = _legacy_duplicates(live_gateway, org, make_relay)
+    ids = sorted([online.identity["relay_id"], offline_id])
+
+    # exec by name is not sent to the one that happens to be online.
+    result = exec_tool(live_gateway, org["api_key"], "vm", "echo hi")
+    assert result.is_error is True
+    text = result.content[0].text
+    assert "several relays are named 'vm'" in text and all(i in text for i in ids)
+    assert online.claims == []
+    by_id = exec_tool(live_gateway, org["api_key"], online.identity["relay_id"], "echo hi")
+    assert by_id.is_error is False, by_id.content
+
+    # The encryption-key route and `flowlink secrets put --agent` say the same, not "no relay".
+    agent_key = {"Authorization": f"Bearer {org['api_key']}"}
+    key = httpx.get(live_gateway.base_url + "/api/v1/agents/vm/encryption-key", headers=agent_key)
+    assert key.status_code == 409
+    assert key.json()["error"] == "agent_name_ambiguous" and key.json()["relay_ids"] == ids
+    put = subprocess.run(
+        [sys.executable, "-m", "flowlink.cli", "secrets", "put", "TWO", "--agent", "vm"],
+        input="value", env=cli_env(live_gateway, org["admin_key"]), capture_output=True, text=True,
+        timeout=120, check=False,
+    )
+    assert put.returncode != 0
+    assert "HTTP 409" in put.stderr and "several relays are named 'vm'" in put.stderr and ids[0] in put.stderr
+    history = httpx.get(live_gateway.base_url + "/api/v1/agents/vm/commands", headers=agent_key)
+    assert history.status_code == 409 and history.json()["relay_ids"] == ids
+
+    # And no third relay joins them.
+    assert enroll(new_token(live_gateway, org, "vm"), "vm").status_code == 409
+
+
+def test_flowlink_relays_remove_decommissions_a_relay(live_gateway, make_relay, enroll):
+    org = live_gateway.stack.org("acme")
+    relay = make_relay(org, name="vm")
+    relay.enroll()
+    relay.ignore_commands = True
+    relay.connect()
+    assert relay.wait_welcome()
+    relay_id = relay.identity["relay_id"]
+    waiting: list = []
+    caller = threading.Thread(target=lambda: waiting.append(exec_tool(live_gateway, org["api_key"], "vm", "echo waits")))
+    caller.start()
+    (claims,) = wait_for(lambda: relay.claims)
+
+    as_agent = run("flowlink.cli", "relays", "remove", "vm", env=cli_env(live_gateway, org["api_key"]))
+    assert as_agent.returncode == 1 and "HTTP 403" in as_agent.stderr
+    done = run("flowlink.cli", "relays", "remove", "vm", env=cli_env(live_gateway, org["admin_key"]))
+    assert done.returncode == 0, done.stderr
+    assert f"relay 'vm' ({relay_id}) removed" in done.stdout and "1 waiting command(s) failed" in done.stdout
+
+    # The caller waiting on its command learns it failed; the relay is hung up on and refused.
+    caller.join(timeout=30)
+    (outcome,) = waiting
+    assert outcome.structured_content["status"] == "failed"
+    assert outcome.structured_content["error"] == "relay removed before it reported a result"
+    command = live_gateway.stack.store.get_command(org["org_id"], claims["jti"])
+    assert command.status == "failed"
+    wait_for(lambda: relay._thread is not None and not relay._thread.is_alive())
+    with pytest.raises(InvalidStatus):
+        ws_connect(live_gateway.ws_url, additional_headers={
+            "Authorization": f"Bearer {relay.identity['relay_credential']}", "X-Flowlink-Relay-Id": relay_id,
+        })
+    listed = run("flowlink.cli", "relays", "list", env=cli_env(live_gateway, org["admin_key"]))
+    assert listed.returncode == 0 and listed.stdout.strip() == "no relays enrolled"
+    (event,) = audit_events(org["org_id"], "relay.removed")
+    assert event["fields"]["relay_id"] == relay_id and event["fields"]["commands_failed"] == [claims["jti"]]
+    assert event["actor"]["type"] == "api_key"
+
+    # The name is free again; removing twice is a clear 404.
+    assert enroll(new_token(live_gateway, org, "vm"), "vm").status_code == 201
+    again = live_gateway.admin(org).delete(f"/api/v1/agents/{relay_id}")
+    assert again.status_code == 404 and relay_id in again.json()["detail"]
+
+
+def test_removing_one_of_two_relays_sharing_a_name_needs_its_id(live_gateway, make_relay):
+    org = live_gateway.stack.org("acme")
+    online, offline_id = _legacy_duplicates(live_gateway, org, make_relay)
+    ambiguous = live_gateway.admin(org).delete("/api/v1/agents/vm")
+    assert ambiguous.status_code == 409 and ambiguous.json()["error"] == "agent_name_ambiguous"
+    assert live_gateway.admin(org).delete(f"/api/v1/agents/{offline_id}").status_code == 200
+    result = exec_tool(live_gateway, org["api_key"], "vm", "echo hi")
+    assert result.is_error is False, result.content
+    assert online.claims[0]["aud"] == online.identity["relay_id"]
+
+
+def test_a_name_claim_is_never_listed_or_authenticated_as_a_relay(live_gateway, make_relay):
+    org = live_gateway.stack.org("acme")
+    make_relay(org, name="vm").enroll()
+    store = live_gateway.stack.store
+    assert store.get_agent_any_org(f"relay_name#{org['org_id']}#vm") is None
+    listed = httpx.get(live_gateway.base_url + "/api/v1/agents", headers={"Authorization": f"Bearer {org['api_key']}"})
+    assert [a["name"] for a in listed.json()["agents"]] == ["vm"]
