@@ -23,6 +23,7 @@ import pytest
 from flowlink import audit
 from flowlink.audit.store import item_to_record
 from flowlink.auth import hash_secret
+from flowlink.bootstrap import bootstrap_local
 from flowlink.storage import utc_now_iso
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -285,3 +286,18 @@ def test_a_name_claim_is_never_listed_or_authenticated_as_a_relay(live_gateway, 
     assert store.get_agent_any_org(f"relay_name#{org['org_id']}#vm") is None
     listed = httpx.get(live_gateway.base_url + "/api/v1/agents", headers={"Authorization": f"Bearer {org['api_key']}"})
     assert [a["name"] for a in listed.json()["agents"]] == ["vm"]
+
+
+def test_local_bootstrap_again_replaces_the_previous_local_relay(live_gateway, make_relay):
+    # `flowlink local up` on an endpoint that keeps data: the second start re-enrolls its relay
+    # under the same name, which must not be refused as taken.
+    first = live_gateway.stack.org("keeps-data")
+    old = make_relay({"enrollment_token": first["enrollment_token"]}, name="devbox")
+    old.enroll()
+    second = bootstrap_local(live_gateway.stack.settings, org_name="keeps-data", relay_name="devbox",
+                             store=live_gateway.stack.store)
+    assert second["org_id"] == first["org_id"]
+    new = make_relay({"enrollment_token": second["enrollment_token"]}, name="devbox")
+    assert new.enroll()["relay_id"] != old.identity["relay_id"]
+    agents = live_gateway.stack.store.list_agents(first["org_id"])
+    assert [(a.name, a.relay_id) for a in agents] == [("devbox", new.identity["relay_id"])]

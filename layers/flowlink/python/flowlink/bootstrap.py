@@ -29,9 +29,9 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from flowlink import audit
 from flowlink.auth import SCOPE_ADMIN, SCOPE_AGENT, SCOPE_APPROVER, AuthContext, issue_api_key
 from flowlink.errors import AwsAccessFailed, InvalidInput, NotFound, OrgExists, StackNotProvisioned
-from flowlink.relays import create_enrollment_token, validate_relay_name
+from flowlink.relays import RelayChannel, create_enrollment_token, remove_relay, validate_relay_name
 from flowlink.settings import TABLE_NAMES, Settings
-from flowlink.storage import Store
+from flowlink.storage import Store, find_relay
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,12 @@ def bootstrap_local(
             actor={"type": "system", "name": "bootstrap"},
         )
     system = AuthContext(org_id=org.org_id, key_id="bootstrap", scope=SCOPE_ADMIN, name="bootstrap")
+    previous = find_relay(store, org.org_id, relay_name)
+    if previous is not None:
+        # `flowlink local up` enrolls its one relay afresh on every start; on an endpoint that
+        # keeps data (LocalStack) the previous start's relay still holds the name, which is
+        # unique in the org, so it is decommissioned (audited) before the new token is minted.
+        remove_relay(store, RelayChannel(settings), system, previous.relay_id)
     token = create_enrollment_token(store, system, relay_name)
     logger.info("local org bootstrapped", extra={"org_id": org.org_id})
     return {"org_id": org.org_id, **keys, "enrollment_token": token["token"]}
