@@ -27,7 +27,7 @@ from flowlink.bootstrap import bootstrap_local
 from flowlink.storage import utc_now_iso
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 pytestmark = pytest.mark.integration
@@ -301,3 +301,21 @@ def test_local_bootstrap_again_replaces_the_previous_local_relay(live_gateway, m
     assert new.enroll()["relay_id"] != old.identity["relay_id"]
     agents = live_gateway.stack.store.list_agents(first["org_id"])
     assert [(a.name, a.relay_id) for a in agents] == [("devbox", new.identity["relay_id"])]
+
+
+def test_a_relay_removed_between_connect_and_hello_is_told_and_disconnected(live_gateway, make_relay):
+    org = live_gateway.stack.org("race")
+    relay = make_relay(org, name="racer")
+    relay.enroll()
+    store = live_gateway.stack.store
+    with ws_connect(live_gateway.ws_url, additional_headers={
+        "Authorization": f"Bearer {relay.identity['relay_credential']}",
+        "X-Flowlink-Relay-Id": relay.identity["relay_id"],
+    }) as socket:
+        store.delete_agent(store.get_agent(org["org_id"], relay.identity["relay_id"]))
+        socket.send(json.dumps({"action": "hello", "relay_id": relay.identity["relay_id"], "version": "test",
+                                "facts": {}, "attestation": None, "signing_public_key": "x"}))
+        answer = json.loads(socket.recv(timeout=10))
+        assert answer["type"] == "error" and answer["code"] == "unknown_relay"
+        with pytest.raises(ConnectionClosed):
+            socket.recv(timeout=10)

@@ -531,7 +531,10 @@ def _on_hello(
 ) -> dict:
     record = store.get_agent(connection.org_id, connection.relay_id)
     if record is None:
-        return _answer(channel, connection.connection_id, _error("unknown_relay", "relay no longer enrolled"))
+        # Removed between its $connect and this hello: tell it so and hang up, as a heartbeat would.
+        answer = _answer(channel, connection.connection_id, _error("unknown_relay", "relay no longer enrolled"))
+        channel.close(connection.connection_id)
+        return answer
     if record.flagged:
         return _refuse(
             store, channel, connection, record,
