@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from shield.model import Decision, ParseResult, SimpleCommand
+from shield.parsing.wrappers import RUNNER_NAMES
 
 __all__ = [
     "PATH_OPERATIONS",
@@ -66,11 +67,12 @@ _UNSAFE_FOR_ALLOW = frozenset(
 )
 
 # Wrappers that only change how a command runs, not who runs it. An allow rule for the
-# wrapped command covers these; privilege wrappers (sudo, doas, su, pkexec) and
-# interpreters (bash -c, eval) must be allowed explicitly.
+# wrapped command covers these (project and secret runners too: `poetry run`, `op run`);
+# privilege wrappers (sudo, doas, su, pkexec) and interpreters (bash -c, eval) must be
+# allowed explicitly.
 _TRANSPARENT_WRAPPERS = frozenset(
     {"nice", "ionice", "timeout", "nohup", "time", "env", "command", "exec", "stdbuf", "chrt", "taskset"}
-)
+) | RUNNER_NAMES
 
 _OUTPUT_REDIRECTS = frozenset({">", ">>", ">|", "&>", "&>>", ">&", "<>"})
 _INPUT_REDIRECTS = frozenset({"<", "<>"})

@@ -430,6 +430,193 @@ def _skip_then_run(short_with_value: str = "", long_with_value: frozenset[str] =
     return unwrap
 
 
+# --- project and secret runners: `TOOL SUBCOMMAND [options] CMD ...` runs CMD unchanged ----
+# (poetry run, uv run, bundle exec, npx, op run -- ...). Only the running subcommand makes
+# the tool a wrapper: `poetry install` runs nothing of the caller's.
+
+
+def _after_global_options(args: list[str], short_with_value: str, long_with_value: frozenset[str]) -> int:
+    """Index of the subcommand after a tool's global options (``poetry -C dir run``)."""
+    return _skip_options(args, short_with_value, long_with_value)
+
+
+def _runner(
+    subcommands: frozenset[str],
+    short_with_value: str = "",
+    long_with_value: frozenset[str] = frozenset(),
+    *,
+    global_short: str = "",
+    global_long: frozenset[str] = frozenset(),
+    operands: int = 0,
+    script_options: tuple[str, tuple[str, ...]] | None = None,
+    module_flag: bool = False,
+):
+    """A wrapper for ``TOOL [global options] SUB [options] [OPERAND...] CMD ...``.
+
+    ``operands`` are positional arguments of the tool before the command (aws-vault's
+    profile, direnv's directory); everything after ``--`` is the command when present.
+    ``script_options`` names an option whose value is a shell string (``npx -c``,
+    ``doppler run --command``); ``module_flag`` maps ``uv run -m mod`` to ``python -m mod``.
+    """
+
+    def unwrap(args: list[str]) -> Unwrap | None:
+        if not subcommands:
+            sub = -1  # the tool itself runs the command (npx, bunx, uvx, envchain)
+        else:
+            sub = _after_global_options(args, global_short, global_long)
+            if sub >= len(args) or args[sub] not in subcommands:
+                return None
+        rest = args[sub + 1 :]
+        if script_options is not None:
+            script = _option_value(rest, *script_options)
+            if script is not None:
+                return Unwrap(SHELL, args[: sub + 1] + rest, script=script, origin="sh -c")
+        if "--" in rest:
+            cut = rest.index("--") + 1
+        else:
+            cut = _skip_options(rest, short_with_value, long_with_value) + operands
+        if cut >= len(rest):
+            return None
+        inner = rest[cut:]
+        own = args[: sub + 1] + rest[:cut]
+        if module_flag and _has_flag(rest[:cut], "m", ("module",)):
+            inner = ["python", "-m", *inner]
+        return Unwrap(ARGV, own, [inner])
+
+    return unwrap
+
+
+def _package_runner(short_with_value: str = "", long_with_value: frozenset[str] = frozenset(), **kwargs):
+    """``npx PKG ARGS`` / ``uvx PKG ARGS``: the package's command, named like the package
+    (a version suffix ``pkg@1.2`` dropped; ``--from``/``--package`` name it otherwise)."""
+    base = _runner(frozenset(), short_with_value, long_with_value, **kwargs)
+
+    def unwrap(args: list[str]) -> Unwrap | None:
+        result = base(args)
+        if result is not None and result.kind == ARGV and result.inner and result.inner[0]:
+            first = result.inner[0][0]
+            if first.startswith("@") and first.count("@") > 1:
+                first = first.rsplit("@", 1)[0]  # @scope/pkg@1.2
+            elif not first.startswith("@"):
+                first = first.split("@", 1)[0]
+            result.inner[0][0] = first.rsplit("/", 1)[-1] if first.startswith("@") else first
+        return result
+
+    return unwrap
+
+
+_UV_RUN_LONG = frozenset({
+    "with", "with-editable", "with-requirements", "python", "project", "directory", "package", "env-file",
+    "extra", "group", "only-group", "no-group", "index", "index-url", "extra-index-url", "find-links",
+    "default-index", "config-file", "cache-dir", "from", "refresh-package", "reinstall-package",
+    "upgrade-package", "resolution", "prerelease", "exclude-newer", "link-mode", "python-platform",
+})
+_NPX_LONG = frozenset({"package", "call", "workspace", "prefix", "registry", "cache", "userconfig"})
+_CONDA_LONG = frozenset({"name", "prefix", "cwd"})
+_SECRETS_RUN_LONG = frozenset({
+    "env-file", "env", "project", "config", "token", "path", "account", "vault", "profile", "duration",
+    "region", "mfa-token", "role", "environment", "projectId", "domain", "tags", "f", "command",
+})
+
+_RUNNERS = {
+    "poetry": _runner(frozenset({"run"}), global_short="CP", global_long=frozenset({"directory", "project"})),
+    "pipenv": _runner(frozenset({"run"})),
+    "pdm": _runner(frozenset({"run"}), "p", frozenset({"project", "venv"})),
+    "rye": _runner(frozenset({"run"})),
+    "hatch": _runner(frozenset({"run"}), global_short="e", global_long=frozenset({"env", "project"})),
+    "uv": _runner(frozenset({"run"}), "wp", _UV_RUN_LONG, global_long=frozenset({"directory", "project"}),
+                  module_flag=True),
+    "uvx": _package_runner("p", _UV_RUN_LONG),
+    "pipx": _runner(frozenset({"run"}), "", frozenset({"spec", "python", "pip-args"})),
+    "bundle": _runner(frozenset({"exec"}), global_long=frozenset({"gemfile"})),
+    "npx": _package_runner("pcw", _NPX_LONG, script_options=("c", ("call",))),
+    "bunx": _package_runner(),
+    "npm": _runner(frozenset({"exec", "x"}), "cpw", _NPX_LONG, script_options=("c", ("call",))),
+    "pnpm": _runner(frozenset({"exec", "dlx"}), "C", frozenset({"dir", "filter", "package"}),
+                    global_short="C", global_long=frozenset({"dir", "filter"})),
+    "yarn": _runner(frozenset({"exec", "dlx"}), "p", frozenset({"package"})),
+    "bun": _runner(frozenset({"x"})),
+    "conda": _runner(frozenset({"run"}), "np", _CONDA_LONG),
+    "mamba": _runner(frozenset({"run"}), "np", _CONDA_LONG),
+    "micromamba": _runner(frozenset({"run"}), "np", _CONDA_LONG),
+    "mise": _runner(frozenset({"exec", "x"}), "jC", frozenset({"jobs", "cd"}), script_options=("c", ("command",))),
+    "asdf": _runner(frozenset({"exec"})),
+    "direnv": _runner(frozenset({"exec"}), operands=1),
+    "devbox": _runner(frozenset({"run"}), "c", frozenset({"config", "environment"})),
+    "aws-vault": _runner(frozenset({"exec"}), "d", _SECRETS_RUN_LONG, operands=1),
+    "op": _runner(frozenset({"run"}), "", _SECRETS_RUN_LONG),
+    "doppler": _runner(frozenset({"run"}), "pc", _SECRETS_RUN_LONG, script_options=("", ("command",))),
+    "infisical": _runner(frozenset({"run"}), "", _SECRETS_RUN_LONG, script_options=("", ("command",))),
+    "dotenvx": _runner(frozenset({"run"}), "f", _SECRETS_RUN_LONG),
+    "dotenv": _runner(frozenset({"run"}), global_short="fe", global_long=frozenset({"file", "export"})),
+    "chamber": _runner(frozenset({"exec"}), "", _SECRETS_RUN_LONG),
+    "envchain": _runner(frozenset(), operands=1),
+    "xvfb-run": _skip_then_run("nsfew", frozenset({"server-num", "server-args", "auth-file", "error-file", "wait"})),
+    "dbus-run-session": _skip_then_run("", frozenset({"config-file", "dbus-daemon"})),
+}
+
+
+def _nix(args: list[str]) -> Unwrap | None:
+    """``nix develop|shell ... -c CMD ARGS`` runs CMD; without -c it opens an interactive shell."""
+    sub = _skip_options(args)
+    if sub >= len(args) or args[sub] not in ("develop", "shell"):
+        return None
+    rest = args[sub + 1 :]
+    for index, arg in enumerate(rest):
+        if arg in ("-c", "--command") and index + 1 < len(rest):
+            return Unwrap(ARGV, args[: sub + 1] + rest[: index + 1], [rest[index + 1 :]])
+    return None
+
+
+def _nix_shell(args: list[str]) -> Unwrap | None:
+    script = _option_value(args, "", ("run", "command"))
+    if script is None:
+        return None
+    return Unwrap(SHELL, list(args), script=script, origin="sh -c")
+
+
+def _sops(args: list[str]) -> Unwrap | None:
+    """``sops exec-env FILE 'cmd'`` / ``exec-file FILE 'cmd {}'``: the string is run by a shell."""
+    sub = _skip_options(args)
+    if sub >= len(args) or args[sub] not in ("exec-env", "exec-file"):
+        return None
+    rest = args[sub + 1 :]
+    start = _skip_options(rest, "", frozenset({"user", "filename", "input-type", "output-type"}))
+    if start + 1 >= len(rest):
+        return None
+    return Unwrap(SHELL, args[: sub + 1] + rest[: start + 1], script=rest[start + 1], origin="sh -c")
+
+
+def _sg(args: list[str]) -> Unwrap | None:
+    """``sg GROUP -c 'cmd'`` or ``sg GROUP cmd``: runs the command as the group."""
+    if len(args) < 2:
+        return None
+    rest = args[1:]
+    script = rest[1] if rest[0] in ("-c",) and len(rest) > 1 else " ".join(rest)
+    return Unwrap(SHELL, args[:1] + (rest[:1] if rest[0] == "-c" else []), script=script, origin="sh -c")
+
+
+def _recursive_remover(args: list[str]) -> Unwrap | None:
+    """``rimraf PATH`` / ``del-cli PATH`` (node packages) delete like ``rm -rf PATH``; seen as that,
+    so the filesystem rules judge the paths. ``--no-preserve-root`` is kept; other options dropped."""
+    paths = [a for a in args if not a.startswith("-")]
+    if not paths:
+        return None
+    flags = ["-rf"] + (["--no-preserve-root"] if "--no-preserve-root" in args else [])
+    return Unwrap(ARGV, list(args), [["rm", *flags, "--", *paths]], render_inner=False)
+
+
+_RUNNERS["rimraf"] = _recursive_remover
+_RUNNERS["del-cli"] = _recursive_remover
+_RUNNERS["nix"] = _nix
+_RUNNERS["nix-shell"] = _nix_shell
+_RUNNERS["sops"] = _sops
+_RUNNERS["sg"] = _sg
+# Which runners are transparent to an org policy (they change the environment a command runs
+# in, not who runs it): an allow rule for the command covers `poetry run CMD` too.
+RUNNER_NAMES = frozenset(_RUNNERS) - {"sg", "rimraf", "del-cli"}
+
+
 _WRAPPERS = {
     "sudo": _sudo,
     "doas": _skip_then_run("uC", privileged=True),
@@ -475,6 +662,7 @@ _WRAPPERS = {
     "firejail": _skip_then_run(),
     "coproc": _skip_then_run(background=True),
     "trap": _trap,
+    **_RUNNERS,
 }
 
 WRAPPER_NAMES = frozenset(_WRAPPERS)

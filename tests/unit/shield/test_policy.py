@@ -153,6 +153,15 @@ def test_policy_transparent_wrappers_are_covered_by_the_inner_allow_but_sudo_is_
     assert decide(text, sudo, inner_sudo) is None
 
 
+def test_policy_project_runners_are_transparent_but_only_when_they_wrap_something():
+    text = "allow: [Bash(pytest:*)]"
+    runner = run("uv", "run", "pytest", "-q")
+    inner = run("pytest", "-q", wrappers=["uv"])
+    assert decide(text, runner, inner) is Decision.AUTO
+    # `uv pip install x` wraps nothing: the allow for pytest does not cover it.
+    assert decide(text, run("uv", "pip", "install", "x")) is None
+
+
 # --- prefix pattern semantics -------------------------------------------------------------
 
 
