@@ -606,6 +606,31 @@ def _recursive_remover(args: list[str]) -> Unwrap | None:
     return Unwrap(ARGV, list(args), [["rm", *flags, "--", *paths]], render_inner=False)
 
 
+def _just(args: list[str]) -> Unwrap | None:
+    """``just [options] --command CMD ARGS`` (``-c``) runs CMD in the justfile's environment."""
+    for index, arg in enumerate(args):
+        if arg in ("--command", "-c") and index + 1 < len(args):
+            return Unwrap(ARGV, args[: index + 1], [args[index + 1 :]])
+        if arg.startswith("--command="):
+            return Unwrap(ARGV, args[: index + 1], [[arg.split("=", 1)[1], *args[index + 1 :]]])
+    return None
+
+
+def _pager(args: list[str]) -> Unwrap | None:
+    """``less +'!cmd' FILE`` / ``more +'!cmd'``: the pager's ``!`` command runs ``cmd`` in a shell
+    as soon as it starts (a known way to run a command behind an innocent-looking reader)."""
+    for arg in args:
+        if arg.startswith("+!") and len(arg) > 2:
+            return Unwrap(SHELL, list(args), script=arg[2:], origin="sh -c")
+        if arg.startswith("++!") and len(arg) > 3:
+            return Unwrap(SHELL, list(args), script=arg[3:], origin="sh -c")
+    return None
+
+
+_RUNNERS["tox"] = _runner(frozenset({"exec"}), "e", frozenset({"env", "conf", "workdir", "root"}))
+_RUNNERS["just"] = _just
+_RUNNERS["less"] = _pager
+_RUNNERS["more"] = _pager
 _RUNNERS["rimraf"] = _recursive_remover
 _RUNNERS["del-cli"] = _recursive_remover
 _RUNNERS["nix"] = _nix
@@ -614,7 +639,7 @@ _RUNNERS["sops"] = _sops
 _RUNNERS["sg"] = _sg
 # Which runners are transparent to an org policy (they change the environment a command runs
 # in, not who runs it): an allow rule for the command covers `poetry run CMD` too.
-RUNNER_NAMES = frozenset(_RUNNERS) - {"sg", "rimraf", "del-cli"}
+RUNNER_NAMES = frozenset(_RUNNERS) - {"sg", "rimraf", "del-cli", "less", "more"}
 
 
 _WRAPPERS = {
