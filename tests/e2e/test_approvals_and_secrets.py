@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 WEBHOOK_SECRET = "e2e-webhook-secret"
 ALICE = 4242
-POLICY = "name: e2e\nask:\n  - Bash(echo needs-approval:*)\n"
+POLICY = "name: e2e\nask:\n  - Bash(echo needs-approval:*)\nsoft_ask:\n  - Bash(echo tell-approvers:*)\n"
 SECRET_VALUE = "pg-Sup3r-s3cret-value-91"
 
 
@@ -155,6 +155,20 @@ def test_e2e_hard_ask_runs_exactly_once_after_telegram_approval(stack, telegram,
     for kind in ("exec.pending_approval", "approval.requested", "approval.notified", "approval.decided",
                  "approval.grant_issued"):
         assert kind in kinds, kind
+
+
+def test_e2e_soft_ask_runs_and_tells_the_approvers_without_buttons(stack, telegram, approvals_ready):
+    result = _exec(stack, {"command": "echo tell-approvers now"})
+    assert not result.is_error, result.content
+    done = result.structured_content
+    assert done["status"] == "completed" and done["stdout"] == "tell-approvers now\n"
+    notice = _until(
+        lambda: next((c for c in telegram.calls("sendMessage") if "tell-approvers now" in c.payload["text"]), None),
+        what="soft_ask notice",
+    )
+    assert "FlowLink notice" in notice.payload["text"] and done["command_id"] in notice.payload["text"]
+    assert str(notice.payload["chat_id"]) == str(ALICE) and "reply_markup" not in notice.payload
+    assert "exec.notified" in _audit_kinds(stack, done["command_id"])  # written before exec answered
 
 
 def test_e2e_stranger_press_is_refused_and_deny_from_the_cli_never_runs(stack, telegram, approvals_ready):

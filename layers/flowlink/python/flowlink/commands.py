@@ -407,10 +407,19 @@ class CommandService:
         # The dispatch event is written while the relay runs the command, off the
         # critical path of the round trip; it is complete before the call returns.
         writer = _BackgroundCall(audit.append_event, auth.org_id, "exec.dispatched", base, actor=auth.actor())
+        # soft_ask runs and tells the approvers (issue 4), also off the critical path.
+        notice = None
+        if decision == shield.Decision.SOFT_ASK.value:
+            notice = _BackgroundCall(
+                self.approvals.notify_soft_ask, auth.org_id, command_id=command_id, agent=agent.name or agent.relay_id,
+                host=agent.hostname, command=request.command, verdict=verdict,
+            )
         try:
             return self.wait(auth.org_id, record, request.timeout) if wait else command_view(record)
         finally:
             writer.join()
+            if notice is not None:
+                notice.join()
 
     def _replay(self, existing: Any, command: str, timeout: float, *, wait: bool = True) -> dict[str, Any]:
         """A retried idempotent call: same command → the first call's outcome; else Conflict."""

@@ -92,16 +92,20 @@ def format_approval_message(
     return "\n".join(lines)
 
 
-def format_notice_message(*, agent: str, command: str, score: int, reasons: list[str]) -> str:
+def format_notice_message(
+    *, agent: str, command: str, score: int, reasons: list[str], host: str | None = None, command_id: str | None = None
+) -> str:
     """HTML text of a soft_ask notice: the command ran; no buttons."""
     shown = command if len(command) <= 800 else command[:800] + " …"
     lines = [
         "<b>FlowLink notice</b> (ran without approval: soft_ask)",
-        f"Agent: <code>{html.escape(agent)}</code>",
+        f"Agent: <code>{html.escape(agent)}</code>" + (f" on <code>{html.escape(host)}</code>" if host else ""),
         f"Command:\n<pre>{html.escape(shown)}</pre>",
         f"Risk score: <b>{score}</b>/100",
     ]
     lines.extend(f"• {html.escape(reason)}" for reason in reasons[:3])
+    if command_id:
+        lines.append(f"Command id: <code>{html.escape(command_id)}</code>")
     return "\n".join(lines)
 
 

@@ -51,6 +51,7 @@ from flowlink.telegram import (
     TelegramError,
     approval_keyboard,
     format_approval_message,
+    format_notice_message,
 )
 
 logger = logging.getLogger(__name__)
@@ -376,6 +377,49 @@ class ApprovalService:
             {"approval_id": approval_id, "channels": config.channels, "sent": len(sent), "errors": errors},
         )
         return {"approval_id": approval_id, "notified": len(sent), "errors": errors}
+
+    # -- soft_ask notices ------------------------------------------------------------
+
+    def notify_soft_ask(
+        self, org_id: str, *, command_id: str, agent: str, host: str | None, command: str, verdict: dict[str, Any]
+    ) -> dict[str, Any]:
+        """soft_ask: tell the org's approvers that a command runs without approval (no buttons).
+
+        Never raises: the command runs whatever happens here. The outcome is audited
+        (``exec.notified`` or ``exec.notification_failed``) when anyone was to be told.
+        """
+        sent, errors = 0, []
+        try:
+            config = OrgApprovalSettings.from_org(self.store.get_org(org_id))
+        except Exception as exc:  # a notice must never fail the command
+            logger.exception("soft_ask notice: org settings unreadable", extra={"org_id": org_id})
+            config, errors = None, [f"org settings unreadable: {type(exc).__name__}"]
+        recipients = config.telegram_ids() if config is not None and "telegram" in config.channels else []
+        if recipients:
+            client = self.telegram
+            if client is None:
+                errors.append("telegram: no bot token configured")
+            else:
+                text = format_notice_message(
+                    agent=agent, host=host, command=command, score=int(verdict.get("score") or 0),
+                    reasons=list(verdict.get("reasons") or []), command_id=command_id,
+                )
+                for chat_id in recipients:
+                    try:
+                        client.send_message(chat_id, text)
+                        sent += 1
+                    except TelegramError as exc:
+                        errors.append(f"telegram chat {chat_id}: {exc}")
+        if not recipients and not errors:
+            return {"command_id": command_id, "notified": 0, "errors": []}
+        if errors:
+            logger.warning("soft_ask notice failed", extra={"command_id": command_id, "errors": errors})
+        audit.append_event(
+            org_id,
+            "exec.notified" if not errors else "exec.notification_failed",
+            {"command_id": command_id, "channels": config.channels if config else [], "sent": sent, "errors": errors},
+        )
+        return {"command_id": command_id, "notified": sent, "errors": errors}
 
     # -- 3. decide --------------------------------------------------------------------
 
