@@ -162,6 +162,7 @@ class LiveGateway:
     _server: Any = None
     _thread: threading.Thread | None = None
     _socket: socket.socket | None = None
+    management_token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
     @property
     def mcp_url(self) -> str:
@@ -180,7 +181,8 @@ class LiveGateway:
         self.port = self._socket.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
-        self.stack.configure(FLOWLINK_WS_URL=self.ws_url, FLOWLINK_WS_MANAGEMENT_URL=self.base_url)
+        self.stack.configure(FLOWLINK_WS_URL=self.ws_url, FLOWLINK_WS_MANAGEMENT_URL=self.base_url,
+                             FLOWLINK_LOCAL_MANAGEMENT_TOKEN=self.management_token)
         self.app = create_local_app(self.stack.settings)
         self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="on"))
         self._thread = threading.Thread(

@@ -365,14 +365,13 @@ def test_exec_writes_audit_events_with_output_digests_never_output(live_gateway,
 
 
 def test_local_management_api_tracks_connections_like_api_gateway(live_gateway, connected_relay):
-    import boto3
     from botocore.exceptions import ClientError
+    from flowlink.relays import RelayChannel
 
     org, relay = connected_relay
     agent = live_gateway.stack.store.get_agent(org["org_id"], relay.identity["relay_id"])
-    client = boto3.client(
-        "apigatewaymanagementapi", endpoint_url=live_gateway.base_url, region_name="us-east-1"
-    )
+    # The gateway's own client: it carries the stack's management token.
+    client = RelayChannel(live_gateway.stack.settings).client
     described = client.get_connection(ConnectionId=agent.connection_id)
     assert described["Identity"]["SourceIp"] == "127.0.0.1"
     client.post_to_connection(ConnectionId=agent.connection_id, Data=b'{"type": "note"}')
@@ -387,6 +386,35 @@ def test_local_management_api_tracks_connections_like_api_gateway(live_gateway, 
         with pytest.raises(ClientError) as gone:
             call()
         assert gone.value.response["Error"]["Code"] == "GoneException"
+
+
+def test_local_management_api_refuses_callers_without_the_stack_token(live_gateway, connected_relay):
+    import boto3
+    from botocore.exceptions import ClientError
+    from flowlink.relays import LOCAL_MANAGEMENT_TOKEN_HEADER
+
+    org, relay = connected_relay
+    agent = live_gateway.stack.store.get_agent(org["org_id"], relay.identity["relay_id"])
+    # Any process on the machine can reach 127.0.0.1 and read connection ids from audit events.
+    stranger = boto3.client("apigatewaymanagementapi", endpoint_url=live_gateway.base_url, region_name="us-east-1")
+
+    def wrong_token(request, **_):
+        request.headers[LOCAL_MANAGEMENT_TOKEN_HEADER] = "guessed"
+
+    guesser = boto3.client("apigatewaymanagementapi", endpoint_url=live_gateway.base_url, region_name="us-east-1")
+    guesser.meta.events.register("before-sign.apigatewaymanagementapi", wrong_token)
+    for client in (stranger, guesser):
+        for call in (
+            lambda c=client: c.post_to_connection(ConnectionId=agent.connection_id, Data=b'{"type": "forged"}'),
+            lambda c=client: c.get_connection(ConnectionId=agent.connection_id),
+            lambda c=client: c.delete_connection(ConnectionId=agent.connection_id),
+        ):
+            with pytest.raises(ClientError) as refused:
+                call()
+            assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    time.sleep(0.2)
+    assert {"type": "forged"} not in relay.answers
+    assert live_gateway.stack.store.get_agent(org["org_id"], agent.relay_id).status == "online"
 
 
 def test_ws_drifted_relay_is_recorded_and_refused_when_the_org_says_so(live_gateway, make_relay):

@@ -159,6 +159,9 @@ class ConnectionGone(Exception):
     """The relay's WebSocket is closed (API Gateway GoneException)."""
 
 
+LOCAL_MANAGEMENT_TOKEN_HEADER = "X-Flowlink-Management-Token"
+
+
 class RelayChannel:
     """Sends gateway messages to relay connections through the API Gateway management API.
 
@@ -170,6 +173,7 @@ class RelayChannel:
     def __init__(self, settings: Settings, *, endpoint_url: str | None = None, client: Any = None):
         self._endpoint_url = endpoint_url or settings.ws_management_url
         self._region = settings.region
+        self._local_token = settings.local_management_token
         self._client = client
         self._lock = threading.Lock()
 
@@ -182,9 +186,19 @@ class RelayChannel:
                         raise ServiceMisconfigured(
                             "FLOWLINK_WS_MANAGEMENT_URL is not set: cannot reach relays"
                         )
-                    self._client = boto3.client(
+                    client = boto3.client(
                         "apigatewaymanagementapi", endpoint_url=self._endpoint_url, region_name=self._region
                     )
+                    if self._local_token:
+                        # The local stack's management API emulation takes callers only with its
+                        # secret (on AWS, IAM signs these calls and no such header exists).
+                        token = self._local_token
+
+                        def add_token(request: Any, **_: Any) -> None:
+                            request.headers[LOCAL_MANAGEMENT_TOKEN_HEADER] = token
+
+                        client.meta.events.register("before-sign.apigatewaymanagementapi", add_token)
+                    self._client = client
         return self._client
 
     def send(self, connection_id: str, message: dict[str, Any]) -> None:

@@ -33,6 +33,8 @@ ENV_TELEGRAM_WEBHOOK_SECRET = "TELEGRAM_WEBHOOK_SECRET"
 ENV_EXEC_WAIT_SECONDS = "FLOWLINK_EXEC_WAIT_SECONDS"
 ENV_SEMANTIC = "FLOWLINK_SEMANTIC"  # "1" to run Shield level 2 in this process
 ENV_MAX_BODY_BYTES = "FLOWLINK_MAX_BODY_BYTES"
+# Local stack only: the secret its management API emulation (/@connections) requires of callers.
+ENV_LOCAL_MANAGEMENT_TOKEN = "FLOWLINK_LOCAL_MANAGEMENT_TOKEN"
 
 TABLE_NAMES = (
     "orgs",
@@ -73,6 +75,7 @@ class Settings:
     exec_wait_seconds: float = 25.0
     semantic: bool = False
     max_body_bytes: int = 1024 * 1024
+    local_management_token: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -125,6 +128,7 @@ class Settings:
             exec_wait_seconds=wait,
             semantic=env.get(ENV_SEMANTIC, "0") == "1",
             max_body_bytes=max_body,
+            local_management_token=env.get(ENV_LOCAL_MANAGEMENT_TOKEN) or None,
         )
         if not settings.is_local:
             missing = [

@@ -21,10 +21,11 @@ import asyncio
 import base64
 import importlib
 import json
+import os
 import secrets
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -34,7 +35,8 @@ from fastapi import FastAPI, Request, Response, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from flowlink.gateway.app import create_app
-from flowlink.settings import Settings
+from flowlink.relays import LOCAL_MANAGEMENT_TOKEN_HEADER
+from flowlink.settings import ENV_LOCAL_MANAGEMENT_TOKEN, Settings
 
 STAGE = "local"
 API_ID = "local"
@@ -127,9 +129,26 @@ async def _call_handler(module_name: str, event: dict[str, Any]) -> Any:
     return await anyio.to_thread.run_sync(partial(_invoke, module_name, event))
 
 
-def add_local_routes(app: FastAPI, registry: ConnectionRegistry | None = None) -> ConnectionRegistry:
+def add_local_routes(
+    app: FastAPI, registry: ConnectionRegistry | None = None, *, management_token: str | None = None
+) -> ConnectionRegistry:
+    """Add ``/ws`` and ``/@connections/{id}``. The management routes answer only callers that
+    present ``management_token`` (header ``X-Flowlink-Management-Token``, which RelayChannel
+    adds from the same setting): on AWS IAM guards this API; here anyone on the machine could
+    otherwise push messages to a relay or hang it up."""
     registry = registry or ConnectionRegistry()
     app.state.connections = registry
+    if not management_token:
+        raise ValueError("the local management API needs a token (FLOWLINK_LOCAL_MANAGEMENT_TOKEN)")
+    expected = management_token.encode("utf-8")
+
+    def forbidden(request: Request) -> Response | None:
+        presented = request.headers.get(LOCAL_MANAGEMENT_TOKEN_HEADER, "").encode("utf-8")
+        if secrets.compare_digest(presented, expected):
+            return None
+        body = {"__type": "ForbiddenException", "message": "missing or wrong management token"}
+        return Response(json.dumps(body), status_code=403, media_type="application/json",
+                        headers={"x-amzn-ErrorType": "ForbiddenException"})
 
     @app.websocket("/ws")
     async def relay_socket(websocket: WebSocket) -> None:
@@ -223,6 +242,8 @@ def add_local_routes(app: FastAPI, registry: ConnectionRegistry | None = None) -
 
     @app.post("/@connections/{connection_id}")
     async def post_to_connection(connection_id: str, request: Request) -> Response:
+        if (refusal := forbidden(request)) is not None:
+            return refusal
         connection = registry.get(connection_id)
         if connection is None:
             return gone(connection_id)
@@ -238,7 +259,9 @@ def add_local_routes(app: FastAPI, registry: ConnectionRegistry | None = None) -
         return Response(status_code=200)
 
     @app.get("/@connections/{connection_id}")
-    async def get_connection(connection_id: str) -> Response:
+    async def get_connection(connection_id: str, request: Request) -> Response:
+        if (refusal := forbidden(request)) is not None:
+            return refusal
         connection = registry.get(connection_id)
         if connection is None:
             return gone(connection_id)
@@ -250,7 +273,9 @@ def add_local_routes(app: FastAPI, registry: ConnectionRegistry | None = None) -
         return Response(json.dumps(body), status_code=200, media_type="application/json")
 
     @app.delete("/@connections/{connection_id}")
-    async def delete_connection(connection_id: str) -> Response:
+    async def delete_connection(connection_id: str, request: Request) -> Response:
+        if (refusal := forbidden(request)) is not None:
+            return refusal
         connection = registry.get(connection_id)
         if connection is None:
             return gone(connection_id)
@@ -266,7 +291,20 @@ def add_local_routes(app: FastAPI, registry: ConnectionRegistry | None = None) -
 
 
 def create_local_app(settings: Settings | None = None) -> FastAPI:
-    """The gateway app with the local WebSocket endpoint and management API (uvicorn --factory)."""
-    app = create_app(settings or Settings.from_env())
-    add_local_routes(app)
+    """The gateway app with the local WebSocket endpoint and management API (uvicorn --factory).
+
+    The management API's token comes from FLOWLINK_LOCAL_MANAGEMENT_TOKEN (``flowlink local
+    up`` generates one per stack and gives it to every process that posts to relays). Run
+    by hand without one, a random token is made and put in this process's environment, so
+    the handlers this app runs in-process (which read their settings from the environment)
+    can still reach relays, and nothing outside the process can.
+    """
+    settings = settings or Settings.from_env()
+    token = settings.local_management_token
+    if not token:
+        token = secrets.token_urlsafe(32)
+        os.environ[ENV_LOCAL_MANAGEMENT_TOKEN] = token
+        settings = replace(settings, local_management_token=token)
+    app = create_app(settings)
+    add_local_routes(app, management_token=token)
     return app

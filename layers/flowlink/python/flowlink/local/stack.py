@@ -132,6 +132,9 @@ class LocalStack:
         self.credentials: dict[str, str] = {}
         self.relay_id: str | None = None
         self.schedules: ScheduleRunner | None = None
+        # The secret of the gateway's management API emulation, shared with every process
+        # this stack starts that posts to relays (gateway, moto's in-process Lambdas).
+        self.management_token = secrets.token_urlsafe(32)
 
     # ------------------------------------------------------------------ whole stack
     def up(self) -> dict[str, Any]:
@@ -315,6 +318,7 @@ class LocalStack:
             settings_module.ENV_API_URL: base,
             settings_module.ENV_SIGNING_KEY_FILE: str(self.signing_key_path()),
             settings_module.ENV_WITNESS_HMAC_KEY: self.witness_hmac_key(),
+            settings_module.ENV_LOCAL_MANAGEMENT_TOKEN: self.management_token,
         })
         env.pop(settings_module.ENV_SIGNING_KEY, None)
         report = self.provision_report
