@@ -24,8 +24,9 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 from typing import Any
+
+from flowlink.cli import files
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +158,10 @@ def _export(args: argparse.Namespace) -> int:
     if args.out == "-":
         sys.stdout.write(content)
     else:
-        Path(args.out).write_text(content, encoding="utf-8")
+        try:
+            files.write_text(args.out, content, what="export file")
+        except files.FileProblem as exc:
+            return _fail(str(exc), EXIT_USAGE)
         sys.stderr.write(f"wrote {count} records to {args.out}\n")
     return EXIT_OK
 
@@ -165,7 +169,7 @@ def _export(args: argparse.Namespace) -> int:
 def _load_public_key(path: str):
     from flowlink import relay_protocol
 
-    return relay_protocol.public_key_from_pem(Path(path).read_bytes())
+    return relay_protocol.public_key_from_pem(files.read_bytes(path, what="public key file"))
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -173,9 +177,11 @@ def _verify(args: argparse.Namespace) -> int:
 
     try:
         public_key = _load_public_key(args.public_key)
-        hmac_key = Path(args.hmac_key_file).read_bytes().strip() if args.hmac_key_file else None
-        with open(args.file, encoding="utf-8") as handle:
+        hmac_key = files.read_bytes(args.hmac_key_file, what="HMAC key file").strip() if args.hmac_key_file else None
+        with files.open_text(args.file, what="export") as handle:
             result = verify_export(handle, public_key, hmac_key=hmac_key)
+    except files.FileProblem as exc:
+        return _fail(str(exc), EXIT_USAGE)
     except (OSError, ValueError) as exc:
         if isinstance(exc, ExportFormatError):
             return _fail(f"{args.file} is not a FlowLink audit export: {exc}", EXIT_MALFORMED)
@@ -206,7 +212,9 @@ def _verify_proof(args: argparse.Namespace) -> int:
 
     try:
         public_key = _load_public_key(args.public_key)
-        text = Path(args.file).read_text(encoding="utf-8")
+        text = files.read_text(args.file, what="proof file")
+    except files.FileProblem as exc:
+        return _fail(str(exc), EXIT_USAGE)
     except (OSError, ValueError) as exc:
         return _fail(str(exc), EXIT_USAGE if isinstance(exc, OSError) else EXIT_MALFORMED)
     try:
@@ -275,7 +283,10 @@ def _public_key(args: argparse.Namespace) -> int:
     if args.out == "-":
         sys.stdout.write(body["public_key_pem"])
     else:
-        Path(args.out).write_text(body["public_key_pem"], encoding="utf-8")
+        try:
+            files.write_text(args.out, body["public_key_pem"], what="public key file")
+        except files.FileProblem as exc:
+            return _fail(str(exc), EXIT_USAGE)
         sys.stderr.write(f"wrote the public key {body['key_id']} to {args.out}\n")
     return EXIT_OK
 
