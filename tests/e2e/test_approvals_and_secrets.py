@@ -123,6 +123,11 @@ def _approval_message(telegram: FakeTelegram, approval_id: str):
     )
 
 
+def test_e2e_banner_says_telegram_is_configured_and_what_is_left_to_do(stack: RunningStack):
+    out = stack.output()
+    assert "Telegram: bot token and webhook secret are set" in out and "set TELEGRAM_BOT_TOKEN" not in out
+
+
 def test_e2e_org_policy_with_a_broken_line_is_refused_and_names_it(stack: RunningStack):
     with _admin(stack) as admin:
         response = admin.patch("/api/v1/org/settings", json={"policy": "name: x\nask:\n  - Bash(echo:*\n"})

@@ -23,7 +23,7 @@ from flowlink.local.client_configs import client_config_lines
 from flowlink.local.processes import PortInUseError
 from flowlink.local.stack import LocalStack, LocalStackError, StackConfig, probe_status, read_local_info
 from flowlink.relay_protocol import generate_signing_key, private_key_to_pem
-from flowlink.settings import ENV_AWS_ENDPOINT
+from flowlink.settings import ENV_AWS_ENDPOINT, ENV_TELEGRAM_BOT_TOKEN, ENV_TELEGRAM_WEBHOOK_SECRET
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -148,6 +148,14 @@ def inspector_command(mcp_url: str, api_key: str, preload: Path) -> str:
             f"npx -y @modelcontextprotocol/inspector@0.15.0 --cli {mcp_url} --transport http --method tools/list")
 
 
+def _telegram_line(stack: LocalStack) -> str:
+    env = stack.gateway_env()
+    if env.get(ENV_TELEGRAM_BOT_TOKEN) and env.get(ENV_TELEGRAM_WEBHOOK_SECRET):
+        return ("  Telegram: bot token and webhook secret are set; register the webhook with "
+                "`flowlink telegram setup --webhook-url <public URL>/telegram/webhook`.")
+    return "  Telegram buttons: set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET, then `flowlink telegram setup`."
+
+
 def _schedule_lines(stack: LocalStack) -> list[str]:
     runs = stack.schedules.runs if stack.schedules is not None else []
     if not runs:
@@ -176,7 +184,7 @@ def render_banner(info: dict[str, Any], stack: LocalStack, *, waiting: bool = Tr
         "  .venv/bin/flowlink approvals              # pending approvals (uses the approver key in local.json)",
         "  .venv/bin/flowlink approve <apr_id>       # or: flowlink deny <apr_id>",
         "  or the `approve` MCP tool / POST /api/v1/approvals/<id> with the approver key.",
-        "  Telegram buttons: set TELEGRAM_BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET, then `flowlink telegram setup`.",
+        _telegram_line(stack),
         "",
         *_schedule_lines(stack),
         f"Everything above is also in {state_dir / 'local.json'}; logs are in {state_dir / 'logs'}.",
