@@ -20,6 +20,9 @@ from shield.policy import Policy, PolicyError, default_policy, load_policy
 
 CHANNELS = ("telegram", "dashboard")
 MAX_APPROVERS = 50
+# Telegram user ids have at most 52 significant bits; bounding them here also keeps them
+# exact in the audit chain's canonical JSON (integers beyond 2**53 have no exact form).
+MAX_TELEGRAM_ID = 2**53 - 1
 MAX_POLICY_BYTES = 256 * 1024
 
 _cache_lock = threading.Lock()
@@ -67,10 +70,17 @@ def settings_view(org: Any) -> dict[str, Any]:
         "approvers": list(org.approvers or []),
         "approvals_required": int(org.approvals_required or 1),
         "approval_timeout_seconds": int(org.approval_timeout_seconds or 600),
-        "notification_channels": list(org.notification_channels or CHANNELS),
+        "notification_channels": notification_channels(org),
         "refuse_drifted_relays": bool(org.refuse_drifted_relays),
         "policy": {"version": policy.version, "custom": bool(org.policy_text), "text": org.policy_text},
     }
+
+
+def notification_channels(org: Any) -> list[str]:
+    """The org's notification channels: both when never set, none when set to ``[]``
+    (approvals are then decided from the CLI, REST or dashboard, nobody is messaged)."""
+    channels = getattr(org, "notification_channels", None)
+    return list(CHANNELS) if channels is None else [str(channel) for channel in channels]
 
 
 def _validate_approvers(approvers: Any) -> list[dict[str, Any]]:
@@ -83,8 +93,11 @@ def _validate_approvers(approvers: Any) -> list[dict[str, Any]]:
         item: dict[str, Any] = {"name": entry["name"].strip()[:100]}
         telegram_id = entry.get("telegram_user_id")
         if telegram_id is not None:
-            if isinstance(telegram_id, bool) or not isinstance(telegram_id, int):
-                raise InvalidInput(f"approvers[{index}].telegram_user_id must be an integer")
+            if isinstance(telegram_id, bool) or not isinstance(telegram_id, int) or not 0 < telegram_id <= MAX_TELEGRAM_ID:
+                raise InvalidInput(
+                    f"approvers[{index}].telegram_user_id must be a Telegram user id (a positive integer "
+                    f"of at most {MAX_TELEGRAM_ID})"
+                )
             item["telegram_user_id"] = telegram_id
         unknown = set(entry) - {"name", "telegram_user_id"}
         if unknown:
@@ -107,8 +120,10 @@ def update_settings(store: Store, org_id: str, changes: dict[str, Any], *, actor
     if "approvers" in changes:
         updates["approvers"] = _validate_approvers(changes["approvers"])
     if "approvals_required" in changes:
-        if changes["approvals_required"] not in (1, 2):
-            raise InvalidInput("approvals_required must be 1 or 2 (two-person rule)")
+        value = changes["approvals_required"]
+        # bool is an int in Python (True == 1) and 1.0 == 1: only the integers themselves.
+        if type(value) is not int or value not in (1, 2):
+            raise InvalidInput("approvals_required must be the integer 1 or 2 (2: two-person rule)")
         updates["approvals_required"] = changes["approvals_required"]
     if "approval_timeout_seconds" in changes:
         value = changes["approval_timeout_seconds"]
@@ -117,8 +132,11 @@ def update_settings(store: Store, org_id: str, changes: dict[str, Any], *, actor
         updates["approval_timeout_seconds"] = value
     if "notification_channels" in changes:
         channels = changes["notification_channels"]
-        if not isinstance(channels, list) or not set(channels) <= set(CHANNELS):
-            raise InvalidInput(f"notification_channels must be a list drawn from {', '.join(CHANNELS)}")
+        if not isinstance(channels, list) or not all(isinstance(c, str) and c in CHANNELS for c in channels):
+            raise InvalidInput(
+                f"notification_channels must be a list drawn from {', '.join(CHANNELS)} "
+                "([] turns notifications off; approvals are still decided from the CLI, REST or dashboard)"
+            )
         updates["notification_channels"] = sorted(set(channels))
     if "refuse_drifted_relays" in changes:
         if not isinstance(changes["refuse_drifted_relays"], bool):

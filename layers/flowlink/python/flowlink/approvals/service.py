@@ -115,7 +115,10 @@ class OrgApprovalSettings:
         approvers = [dict(a) for a in (getattr(org, "approvers", None) or []) if isinstance(a, dict)]
         needed = int(getattr(org, "approvals_required", None) or 1)
         timeout = int(getattr(org, "approval_timeout_seconds", None) or DEFAULT_TIMEOUT_SECONDS)
-        channels = list(getattr(org, "notification_channels", None) or ["telegram", "dashboard"])
+        # Never set: both channels; set to [] by an admin: nobody is notified (decisions
+        # still come from the CLI, REST and the dashboard).
+        stored = getattr(org, "notification_channels", None)
+        channels = ["telegram", "dashboard"] if stored is None else [str(channel) for channel in stored]
         return cls(approvers, max(1, min(needed, 2)), max(MIN_TIMEOUT_SECONDS, min(timeout, MAX_TIMEOUT_SECONDS)), channels)
 
     def telegram_ids(self) -> list[int]:
