@@ -59,12 +59,58 @@ def forbid_unknown_arguments(server: MCPServer) -> None:
     """
     for tool in server._tool_manager.list_tools():
         loose = tool.fn_metadata.arg_model
-        strict = type(loose.__name__, (loose,), {
+        strict = type(loose.__name__, (_PlainArgumentErrors, loose), {
             "__module__": loose.__module__,
             "model_config": ConfigDict(**{**loose.model_config, "extra": "forbid"}),
         })
         tool.fn_metadata.arg_model = strict
         tool.parameters = strict.model_json_schema(by_alias=True)
+
+
+class ArgumentsError(ValidationError):
+    """A tool's arguments failing its schema, told in one plain line per problem.
+
+    The SDK reports a tool's ``ValidationError`` as ``Error executing tool <name>: <str>``;
+    pydantic's own text is a multi-line dump naming the generated model and a docs URL.
+    This keeps the structured ``errors()`` (the SDK logs their locations) and changes only
+    the text the model reads, e.g. ``unknown argument 'bogus' (expected: agent, command, ...)``.
+    """
+
+    expected: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        errors = self.errors(include_url=False, include_input=False)
+        unknown = [".".join(str(p) for p in e["loc"]) for e in errors if e["type"] == "extra_forbidden"]
+        problems = []
+        if unknown:
+            names = ", ".join(repr(name) for name in unknown)
+            plural = "s" if len(unknown) > 1 else ""
+            takes = f"expected: {', '.join(self.expected)}" if self.expected else "it takes no arguments"
+            problems.append(f"unknown argument{plural} {names} ({takes})")
+        for error in errors:
+            if error["type"] == "extra_forbidden":
+                continue
+            where = ".".join(str(p) for p in error["loc"]) or "arguments"
+            if error["type"] == "missing":
+                problems.append(f"missing argument {where!r}")
+            else:
+                problems.append(f"argument {where!r}: {error['msg']}")
+        return "; ".join(problems) or "invalid arguments"
+
+
+class _PlainArgumentErrors:
+    """Mixed into every tool's argument model: validation failures raise ``ArgumentsError``."""
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().model_validate(obj, *args, **kwargs)  # type: ignore[misc]
+        except ValidationError as exc:
+            error = ArgumentsError.from_exception_data(exc.title, exc.errors())
+            error.expected = tuple(
+                field.alias or name for name, field in cls.model_fields.items()  # type: ignore[attr-defined]
+            )
+            raise error from None
 
 
 def _field_problems(exc: ValidationError) -> list[dict[str, str]]:
