@@ -3,6 +3,7 @@
 import pytest
 from flowlink.telegram import (
     approval_keyboard,
+    audit_user_id,
     callback_data,
     format_approval_message,
     parse_button_press,
@@ -47,6 +48,11 @@ def test_parse_button_press_reads_presser_and_decision():
         _update(data="apr:apr_123:maybe"),
         _update(data="other:thing"),
         _update(data="apr::approve"),
+        _update(update_id=2**64),
+        _update(update_id=-1),
+        _update(update_id=True),
+        _update(user_id=True),
+        {"update_id": 1, "callback_query": {"id": "c", "from": ["not", "a", "user"], "data": "apr:apr_1:deny"}},
     ],
 )
 def test_parse_button_press_rejects_foreign_updates(update):
@@ -65,3 +71,17 @@ def test_approval_message_escapes_command_html():
     text = format_approval_message(agent="web-01", host="h", command="echo <b>&", score=72,
                                    reasons=["r1", "r2", "r3", "r4"], expires_at="2026-01-01T00:00:00Z", approval_id="apr_1")
     assert "&lt;b&gt;&amp;" in text and "r3" in text and "r4" not in text
+
+
+def test_a_huge_presser_id_is_parsed_and_audited_as_text():
+    huge = 99999999999999999999999999
+    press = parse_button_press(_update(user_id=huge))
+    assert press.telegram_user_id == huge
+    assert audit_user_id(huge) == str(huge) and audit_user_id(-huge) == str(-huge)
+    assert audit_user_id(2**53 - 1) == 2**53 - 1 and audit_user_id(42) == 42
+
+
+def test_a_non_text_username_is_dropped():
+    update = _update()
+    update["callback_query"]["from"]["username"] = {"x": 1}
+    assert parse_button_press(update).username is None

@@ -24,6 +24,9 @@ CALLBACK_PREFIX = "apr"
 DECISIONS = ("approve", "deny")
 # Telegram limits callback_data to 64 bytes.
 MAX_CALLBACK_DATA = 64
+# Telegram ids have at most 52 significant bits; larger integers are not Telegram's and have
+# no exact form in the audit chain's JSON (see ``audit_user_id``).
+MAX_EXACT_ID = 2**53 - 1
 
 
 class TelegramError(Exception):
@@ -42,6 +45,12 @@ class ButtonPress:
     message_id: int | None
     approval_id: str
     decision: str  # "approve" | "deny"
+
+
+def audit_user_id(telegram_user_id: int) -> int | str:
+    """A presser's id as the audit records it: the integer when JSON keeps it exactly (every
+    real Telegram id), else its decimal text, so a forged huge id is recorded, not fatal."""
+    return telegram_user_id if abs(telegram_user_id) <= MAX_EXACT_ID else str(telegram_user_id)[:64]
 
 
 def callback_data(approval_id: str, decision: str) -> str:
@@ -121,14 +130,18 @@ def parse_button_press(update: Any) -> ButtonPress:
 
     Raises ValueError when the update is not a well-formed FlowLink button press.
     """
-    if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
-        raise ValueError("update has no update_id")  # noqa: TRY004 - callers get one error type for any malformed update
+    update_id = update.get("update_id") if isinstance(update, dict) else None
+    # Stored (replay protection) and audited: bounded to what DynamoDB and JSON keep exactly.
+    if not isinstance(update_id, int) or isinstance(update_id, bool) or not 0 <= update_id <= MAX_EXACT_ID:
+        raise ValueError("update has no valid update_id")
     query = update.get("callback_query")
     if not isinstance(query, dict):
         raise ValueError("update is not a button press")  # noqa: TRY004 - callers get one error type for any malformed update
     sender = query.get("from") or {}
     data = query.get("data")
-    if not isinstance(sender.get("id"), int) or not isinstance(data, str) or not isinstance(query.get("id"), str):
+    sender_id = sender.get("id") if isinstance(sender, dict) else None
+    if not isinstance(sender_id, int) or isinstance(sender_id, bool) or not isinstance(data, str) \
+            or not isinstance(query.get("id"), str):
         raise ValueError("button press lacks sender, id or data")  # noqa: TRY004 - callers get one error type for any malformed update
     parts = data.split(":")
     if len(parts) != 3 or parts[0] != CALLBACK_PREFIX or parts[2] not in DECISIONS or not parts[1]:
@@ -139,7 +152,7 @@ def parse_button_press(update: Any) -> ButtonPress:
         update_id=update["update_id"],
         callback_query_id=query["id"],
         telegram_user_id=sender["id"],
-        username=sender.get("username"),
+        username=sender["username"][:64] if isinstance(sender.get("username"), str) else None,
         chat_id=chat.get("id") if isinstance(chat.get("id"), int) else None,
         message_id=message.get("message_id") if isinstance(message.get("message_id"), int) else None,
         approval_id=parts[1],
