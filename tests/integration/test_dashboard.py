@@ -298,3 +298,71 @@ def test_dashboard_two_person_rule_and_refused_keys(approvals):
     second = js_request(base, org["admin_key"], "decide", params=target, body={"decision": "approve"})
     assert second.json()["status"] == "approved"
     wait_for(lambda: [c for c in relay.claims if c["jti"] == pending["command_id"]])
+
+
+def _approval_events(base: str, key: str, kind: str) -> list[dict[str, Any]]:
+    events = js_request(base, key, "events", query={"limit": 100}).json()["events"]
+    return [e for e in events if e["kind"] == kind]
+
+
+def test_dashboard_decides_approvals_when_notification_channels_are_off(approvals, live_gateway):
+    base, org, relay = approvals["base_url"], approvals["org"], approvals["relay"]
+    with live_gateway.admin(org) as admin:
+        changed = admin.patch("/api/v1/org/settings", json={
+            "notification_channels": [], "approvers": [{"name": "alice", "telegram_user_id": 4242}],
+        })
+        assert changed.status_code == 200 and changed.json()["notification_channels"] == []
+    pending = approvals["pending"]("echo needs-approval quietly")
+    # Nobody was messaged (with channels on, the missing bot token would be a notify error).
+    notified = wait_for(lambda: [e for e in _approval_events(base, org["admin_key"], "approval.notified")
+                                 if e["fields"]["approval_id"] == pending["approval_id"]])
+    assert notified[0]["fields"]["channels"] == [] and notified[0]["fields"]["sent"] == 0
+    shown = js_request(base, org["approver_key"], "approvals", query={"status": "pending"}).json()["approvals"]
+    assert [a["approval_id"] for a in shown] == [pending["approval_id"]] and shown[0]["notify_errors"] == []
+    decided = js_request(base, org["approver_key"], "decide", params={"approval_id": pending["approval_id"]},
+                         body={"decision": "approve"})
+    assert decided.status_code == 200 and decided.json()["status"] == "approved"
+    wait_for(lambda: [c for c in relay.claims if c["jti"] == pending["command_id"]])
+
+
+def test_dashboard_approvals_page_with_a_token_and_refuse_another_querys(approvals):
+    base, org = approvals["base_url"], approvals["org"]
+    older = approvals["pending"]("echo needs-approval first")
+    newer = approvals["pending"]("echo needs-approval second")
+    key = org["approver_key"]
+    first = js_request(base, key, "approvals", query={"status": "pending", "limit": 1}).json()
+    assert [a["approval_id"] for a in first["approvals"]] == [newer["approval_id"]] and first["next_page_token"]
+    second = js_request(base, key, "approvals",
+                        query={"status": "pending", "limit": 1, "page_token": first["next_page_token"]}).json()
+    assert [a["approval_id"] for a in second["approvals"]] == [older["approval_id"]]
+    assert second["next_page_token"] is None
+    other = js_request(base, key, "approvals", query={"limit": 1, "page_token": first["next_page_token"]})
+    assert other.status_code == 400 and "page_token" in other.json()["detail"]
+
+
+def test_telegram_press_with_a_huge_sender_id_is_refused_and_audited(approvals, live_gateway, monkeypatch):
+    from dataclasses import replace
+
+    base, org = approvals["base_url"], approvals["org"]
+    service = live_gateway.app.state.runtime.commands.approvals
+    monkeypatch.setattr(service, "settings", replace(service.settings, telegram_webhook_secret="hook-secret"))
+    pending = approvals["pending"]("echo needs-approval from a stranger")
+    huge = 99999999999999999999999999
+    update = {
+        "update_id": 7001,
+        "callback_query": {
+            "id": "cbq-1", "from": {"id": huge, "username": "mallory"},
+            "data": f"apr:{pending['approval_id']}:approve",
+            "message": {"message_id": 1, "chat": {"id": huge}},
+        },
+    }
+    response = httpx.post(base + "/telegram/webhook", json=update,
+                          headers={"X-Telegram-Bot-Api-Secret-Token": "hook-secret"}, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"ok": True, "result": "refused"}
+    refused = [e for e in _approval_events(base, org["admin_key"], "approval.decision_refused")
+               if e["fields"]["approval_id"] == pending["approval_id"]]
+    assert refused[0]["fields"]["telegram_user_id"] == str(huge)
+    assert js_request(base, org["admin_key"], "integrity").json()["intact"] is True
+    still = js_request(base, org["approver_key"], "approvals", query={"status": "pending"}).json()["approvals"]
+    assert [a["approval_id"] for a in still] == [pending["approval_id"]] and still[0]["decisions"] == []

@@ -229,3 +229,68 @@ def test_gateway_agent_command_history_pages_newest_first_within_the_org(live_ga
     assert httpx.get(url, params={"limit": 0}, headers=approver).status_code == 400
     assert httpx.get(url, params={"limit": "many"}, headers=approver).status_code == 400
     assert httpx.get(url).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "error", "detail"),
+    [
+        ("GET", "/api/v1/nope", 404, "not_found", "no route GET /api/v1/nope"),
+        ("GET", "/nothing-here", 404, "not_found", "no route GET /nothing-here"),
+        ("DELETE", "/api/v1/health", 405, "method_not_allowed", "/api/v1/health does not accept DELETE (allowed: GET)"),
+        ("PUT", "/api/v1/org/settings", 405, "method_not_allowed", "/api/v1/org/settings does not accept PUT"),
+    ],
+)
+def test_gateway_unknown_routes_and_methods_answer_like_every_other_error(
+    live_gateway, method, path, status, error, detail
+):
+    response = httpx.request(method, live_gateway.base_url + path)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["error"] == error and body["detail"].startswith(detail), body
+    if status == 405:
+        assert response.headers["allow"]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "text/json"])
+def test_gateway_rest_bodies_must_be_sent_as_json(live_gateway, content_type):
+    org = live_gateway.stack.org("acme")
+    with live_gateway.admin(org) as admin:
+        for method, path in (("PATCH", "/api/v1/org/settings"), ("POST", "/api/v1/keys"),
+                             ("POST", "/api/v1/approvals/apr_0123456789")):
+            response = admin.request(method, path, content=b'{"approvals_required": 2}',
+                                     headers={"content-type": content_type})
+            assert response.status_code == 415, (path, response.text)
+            body = response.json()
+            assert body["error"] == "unsupported_media_type" and "application/json" in body["detail"]
+        assert admin.get("/api/v1/org/settings").json()["approvals_required"] == 1
+        charset = admin.patch("/api/v1/org/settings", content=b'{"approvals_required": 2}',
+                              headers={"content-type": "application/json; charset=utf-8"})
+        assert charset.status_code == 200 and charset.json()["approvals_required"] == 2
+
+
+def test_gateway_approvals_refuse_a_malformed_page_token_and_unknown_fields(live_gateway):
+    org = live_gateway.stack.org("acme")
+    with live_gateway.admin(org) as admin:
+        for token in ("garbage", "eyJhIjoxfQ", "x" * 600):
+            response = admin.get("/api/v1/approvals", params={"page_token": token})
+            assert response.status_code == 400, response.text
+            assert response.json()["error"] == "invalid_input" and "page_token" in response.json()["detail"]
+        decided = admin.post("/api/v1/approvals/apr_0123456789", json={"decision": "approve", "bogus": 1})
+        assert decided.status_code == 400, decided.text
+        assert decided.json()["error"] == "invalid_input" and "bogus" in decided.json()["detail"]
+
+
+def test_gateway_openapi_document_is_served_only_locally(gateway_stack):
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+    from flowlink.gateway import create_app
+
+    local = TestClient(create_app(gateway_stack.settings))
+    assert local.get("/openapi.json").status_code == 200
+    assert local.get("/docs").status_code == 404
+    deployed = TestClient(create_app(replace(gateway_stack.settings, environment="aws")))
+    for path in ("/openapi.json", "/docs", "/redoc"):
+        response = deployed.get(path)
+        assert response.status_code == 404 and response.json()["error"] == "not_found"

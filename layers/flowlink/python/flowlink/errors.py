@@ -62,6 +62,13 @@ class PayloadTooLarge(FlowLinkError):
     http_status = 413
 
 
+class UnsupportedMediaType(FlowLinkError):
+    """A REST body sent with a Content-Type other than JSON."""
+
+    code = "unsupported_media_type"
+    http_status = 415
+
+
 class EnrollmentTokenInvalid(FlowLinkError):
     """An enrollment token that is unknown, already used or expired (contracts §5)."""
 

@@ -1,6 +1,7 @@
 """REST routes for approvals and the Telegram webhook (mounted by the gateway app).
 
-- ``GET  /api/v1/approvals?status=pending`` — the org's approvals (any key of the org).
+- ``GET  /api/v1/approvals?status=pending`` — the org's approvals (any key of the org), newest
+  first; ``limit`` (1-500) and ``page_token`` (a previous ``next_page_token``) page through them.
 - ``GET  /api/v1/approvals/{id}``           — one approval.
 - ``POST /api/v1/approvals/{id}``           — ``{"decision": "approve"|"deny", "comment": ...}``;
   approver or admin keys only: an agent's key gets 403 with the reason.
@@ -20,14 +21,14 @@ from typing import Any
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from flowlink import audit
 from flowlink.approvals.runtime import approval_service_for
 from flowlink.approvals.service import ApprovalService, approver_for_key
 from flowlink.errors import InvalidInput
 from flowlink.gateway.deps import AnyKey, get_runtime
-from flowlink.telegram import TelegramError, parse_button_press, secret_matches
+from flowlink.telegram import TelegramError, audit_user_id, parse_button_press, secret_matches
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ TELEGRAM_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
 class DecisionBody(BaseModel):
+    # Unknown fields are refused (400 naming them), as in every other body of the API.
+    model_config = ConfigDict(extra="forbid")
     decision: str = Field(pattern="^(approve|deny)$", description="approve or deny")
     comment: str | None = Field(None, max_length=1000)
 
@@ -47,11 +50,12 @@ def approval_service(request: Request) -> ApprovalService:
 
 @router.get("/api/v1/approvals")
 async def list_approvals(
-    request: Request, auth: AnyKey, status: str | None = None, limit: int = 50
+    request: Request, auth: AnyKey, status: str | None = None, limit: int = 50, page_token: str | None = None
 ) -> dict[str, Any]:
     service = approval_service(request)
-    items = await anyio.to_thread.run_sync(partial(service.list, auth.org_id, status=status, limit=limit))
-    return {"approvals": items}
+    return await anyio.to_thread.run_sync(
+        partial(service.page, auth.org_id, status=status, limit=limit, page_token=page_token)
+    )
 
 
 @router.get("/api/v1/approvals/{approval_id}")
@@ -101,12 +105,13 @@ def _handle_press(service: ApprovalService, press: Any) -> dict[str, Any]:
         return {"result": "not_found"}
     approver = service.authorize_telegram_user(item.org_id, press.telegram_user_id, press.username)
     if approver is None:
+        presser = audit_user_id(press.telegram_user_id)
         audit.append_event(
             item.org_id,
             "approval.decision_refused",
-            {"approval_id": item.approval_id, "channel": "telegram", "telegram_user_id": press.telegram_user_id,
+            {"approval_id": item.approval_id, "channel": "telegram", "telegram_user_id": presser,
              "reason": "not an approver of this org"},
-            actor={"telegram_user_id": press.telegram_user_id, "username": press.username, "channel": "telegram"},
+            actor={"telegram_user_id": presser, "username": press.username, "channel": "telegram"},
         )
         _answer(service, press.callback_query_id, "You are not an approver for this organisation. Nothing changed.")
         return {"result": "refused"}

@@ -20,6 +20,7 @@ Every step is audited. Errors reaching humans never include the task token.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import secrets
@@ -77,6 +78,29 @@ class ApprovalClosed(Conflict):
 
 def _now_iso(now: float) -> str:
     return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _encode_page_token(created_at: str, approval_id: str, status: str | None) -> str:
+    raw = json.dumps({"c": created_at, "a": approval_id, "s": status}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def _decode_page_token(token: str, status: str | None) -> tuple[str, str]:
+    """(created_at, approval_id) of the last approval of the previous page; InvalidInput
+    for anything that is not a token this service issued for the same status filter."""
+    try:
+        if not isinstance(token, str) or len(token) > 512:
+            raise ValueError("too long")
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        created_at, approval_id = data["c"], data["a"]
+        if not (isinstance(created_at, str) and isinstance(approval_id, str) and approval_id.startswith("apr_")):
+            raise ValueError("bad fields")
+        _parse_iso(created_at)
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+        raise InvalidInput("page_token is malformed: pass the next_page_token of a previous page") from None
+    if data.get("s") != status:
+        raise InvalidInput("page_token belongs to another query (the status filter differs)")
+    return created_at, approval_id
 
 
 def _parse_iso(value: str) -> float:
@@ -209,20 +233,36 @@ class ApprovalService:
         return item
 
     def list(self, org_id: str, *, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        return self.page(org_id, status=status, limit=limit)["approvals"]
+
+    def page(
+        self, org_id: str, *, status: str | None = None, limit: int = 50, page_token: str | None = None
+    ) -> dict[str, Any]:
+        """The org's approvals, newest first: ``{approvals, next_page_token}``; pass
+        ``next_page_token`` back as ``page_token`` (with the same status) for older ones."""
         if status is not None and status not in FINAL_STATES | {PENDING}:
             raise InvalidInput(f"status must be one of {sorted(FINAL_STATES | {PENDING})}")
         if not 1 <= limit <= 500:
             raise InvalidInput("limit must be between 1 and 500")
+        start = None
+        if page_token is not None:
+            created_at, approval_id = _decode_page_token(page_token, status)
+            start = {"org_id": {"S": org_id}, "created_at": {"S": created_at}, "approval_id": {"S": approval_id}}
         condition = self.model.status == status if status else None
-        items = self.model.by_org.query(org_id, filter_condition=condition, scan_index_forward=False)
-        out = []
+        items = self.model.by_org.query(
+            org_id, filter_condition=condition, scan_index_forward=False, last_evaluated_key=start
+        )
+        out, last, more = [], None, False
         for item in items:
-            out.append(self.public_view(self._expire_if_due(item)))
             if len(out) >= limit:
+                more = True
                 break
+            out.append(self.public_view(self._expire_if_due(item)))
+            last = item
         if status:
             out = [a for a in out if a["status"] == status]
-        return out
+        token = _encode_page_token(last.created_at, last.approval_id, status) if more and last is not None else None
+        return {"approvals": out, "next_page_token": token}
 
     def public_view(self, item: Any) -> dict[str, Any]:
         """What callers may see of an approval: everything but the task token."""

@@ -12,11 +12,13 @@ import importlib
 import importlib.util
 import logging
 from collections.abc import AsyncIterator
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
 from flowlink import __version__
@@ -26,6 +28,7 @@ from flowlink.gateway.mcp_server import McpEndpoint, build_mcp_server
 from flowlink.gateway.middleware import (
     BodyLimitMiddleware,
     HostCheckMiddleware,
+    JsonContentTypeMiddleware,
     JsonRpcShapeMiddleware,
     McpAuthMiddleware,
     error_headers,
@@ -35,6 +38,13 @@ from flowlink.gateway.runtime import GatewayRuntime, build_runtime
 from flowlink.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+# (error code, detail template) of the HTTP errors Starlette raises itself.
+_HTTP_ERRORS = {
+    404: ("not_found", "no route {method} {path}"),
+    405: ("method_not_allowed", "{path} does not accept {method} (allowed: {allow})"),
+}
 
 
 def _load_router(spec: str) -> Any | None:
@@ -62,8 +72,16 @@ def create_app(
         async with mcp_endpoint.running():
             yield
 
+    # The OpenAPI document (/openapi.json) maps every route and body of the API: served only
+    # for local development (FLOWLINK_ENV=local), never unauthenticated on a deployed stack.
+    # The interactive /docs and /redoc pages are off everywhere (they load scripts from a CDN).
     app = FastAPI(
-        title="FlowLink gateway", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+        title="FlowLink gateway",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if runtime.settings.is_local else None,
     )
     app.state.runtime = runtime
     app.state.mcp_endpoint = mcp_endpoint
@@ -79,6 +97,16 @@ def create_app(
     async def flowlink_error(request: Request, exc: FlowLinkError) -> JSONResponse:
         return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=error_headers(exc))
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Unknown routes (404) and wrong methods (405) get the body every other error has.
+        code, template = _HTTP_ERRORS.get(exc.status_code, ("http_error", None))
+        detail = str(exc.detail)
+        if template and detail == HTTPStatus(exc.status_code).phrase:
+            allow = (exc.headers or {}).get("Allow")
+            detail = template.format(method=request.method, path=request.url.path[:200], allow=allow)
+        return JSONResponse({"error": code, "detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []
@@ -87,7 +115,9 @@ def create_app(
             problems.append(f"{location or 'body'}: {error.get('msg')}")
         return JSONResponse({"error": "invalid_input", "detail": "; ".join(problems)}, status_code=400)
 
-    # Outermost first at run time: body limit, Host check, /mcp authentication, JSON-RPC shape.
+    # Outermost first at run time: body limit, Host check, /mcp authentication, JSON-RPC shape,
+    # JSON Content-Type of REST bodies.
+    app.add_middleware(JsonContentTypeMiddleware)
     app.add_middleware(JsonRpcShapeMiddleware)
     app.add_middleware(McpAuthMiddleware, get_store=lambda: runtime.store)
     app.add_middleware(HostCheckMiddleware, settings=runtime.settings)
