@@ -44,7 +44,7 @@ from flowlink.relays import (
 )
 from flowlink.settings import Settings
 from flowlink.storage import TERMINAL_STATUSES, Store, find_relay, utc_now_iso
-from flowlink.vault import SecretNotFound, Vault, referenced_secret_names, validate_secret_name
+from flowlink.vault import Vault, referenced_secret_names, validate_secret_name
 from shield import paths as shield_paths
 
 logger = logging.getLogger(__name__)
@@ -257,19 +257,12 @@ class CommandService:
 
     def _secret_names(self, org_id: str, relay_id: str, request: ExecRequest) -> list[str]:
         """The secrets this exec injects: those named, plus `$NAME` references that exist for
-        the relay. A named secret that does not exist fails the call before anything runs."""
+        the relay. A named secret that does not exist, or a reference to one of the relay's
+        secrets that was deleted, fails the call before anything runs (Vault.exec_secret_names)."""
         referenced = referenced_secret_names(request.command) - set(request.env)
         if not request.secrets and not referenced:
             return []
-        vault = Vault(self.settings, self.store)
-        available = vault.names_for(org_id, relay_id)
-        missing = sorted(set(request.secrets) - available)
-        if missing:
-            raise SecretNotFound(
-                f"secret(s) {', '.join(missing)} do not exist for this agent (deleted, or never encrypted "
-                "for it): nothing was run"
-            )
-        return sorted(set(request.secrets) | (referenced & available))
+        return Vault(self.settings, self.store).exec_secret_names(org_id, relay_id, request.secrets, referenced)
 
     def _analyze(self, command: str, context: Any) -> Any:
         """Gateway Shield: levels 1, 3 and 4; level 2 too when FLOWLINK_SEMANTIC=1 (model installed)."""

@@ -3,7 +3,8 @@
 Secrets are sealed on the user's machine to a relay's X25519 public key
 (``flowlink.secret_box``). The vault checks that each uploaded document is well formed and
 addressed to the key that relay registered at enrollment, stores it per (org, name, relay)
-with a version, lists names and metadata, deletes, and hands ciphertexts to the exec path
+with a version, lists names and metadata, deletes (keeping a tombstone, so a command that
+still references a deleted secret fails clearly), and hands ciphertexts to the exec path
 for the one relay that can open them. There is deliberately no operation that returns a
 value: the control plane cannot decrypt, and no key of any scope can read one back.
 """
@@ -70,12 +71,17 @@ def _secret_model(table_prefix: str, region: str, endpoint: str | None = None) -
         name = UnicodeAttribute()
         relay_id = UnicodeAttribute()
         kid = UnicodeAttribute()
-        ciphertext = JSONAttribute()
+        ciphertext = JSONAttribute(null=True)  # None only in a tombstone
         version = NumberAttribute(default=1)
         created_at = UnicodeAttribute()
         created_by = UnicodeAttribute(null=True)
         updated_at = UnicodeAttribute()
         updated_by = UnicodeAttribute(null=True)
+        # A deleted secret leaves a tombstone under the same key: no ciphertext, when and by
+        # whom. It makes a later `$NAME` reference fail clearly (a name that never was a secret
+        # stays a plain shell variable); putting the secret again replaces it.
+        deleted_at = UnicodeAttribute(null=True)
+        deleted_by = UnicodeAttribute(null=True)
 
     Secret.Meta.region = region
     return Secret
@@ -155,10 +161,13 @@ class Vault:
             key = f"{name}#{relay.relay_id}"
             try:
                 existing = self.model.get(org_id, key, consistent_read=True)
-                version = int(existing.version) + 1
-                created_at, created_by = existing.created_at, existing.created_by
             except DoesNotExist:
-                version, created_at, created_by = 1, now, actor.key_id
+                existing = None
+            version = int(existing.version) + 1 if existing is not None else 1
+            if existing is not None and not existing.deleted_at:
+                created_at, created_by = existing.created_at, existing.created_by
+            else:  # new, or put again after a delete (the version goes on from the tombstone's)
+                created_at, created_by = now, actor.key_id
             item = self.model(
                 org_id=org_id, secret_key=key, name=name, relay_id=relay.relay_id, kid=document["kid"],
                 ciphertext=document, version=version, created_at=created_at, created_by=created_by,
@@ -173,17 +182,25 @@ class Vault:
         return summaries
 
     def list(self, org_id: str) -> list[SecretSummary]:
-        return [_summary(item) for item in self.model.query(org_id)]
+        return [_summary(item) for item in self.model.query(org_id) if not item.deleted_at]
 
     def delete(self, org_id: str, name: str, *, actor: Any, relay_ref: str | None = None) -> int:
-        """Delete a secret (for one relay, or all); later execs that need it fail clearly."""
+        """Delete a secret (for one relay, or all); later execs that need it fail clearly.
+
+        The ciphertext is dropped and a tombstone kept in its place (see the model).
+        """
         validate_secret_name(name)
         relay_id = self._relay(org_id, relay_ref).relay_id if relay_ref else None
         deleted = 0
+        now = utc_now_iso()
         for item in self.model.query(org_id, self.model.secret_key.startswith(f"{name}#")):
-            if relay_id and item.relay_id != relay_id:
+            if (relay_id and item.relay_id != relay_id) or item.deleted_at:
                 continue
-            item.delete()
+            self.model(
+                org_id=org_id, secret_key=item.secret_key, name=item.name, relay_id=item.relay_id, kid=item.kid,
+                ciphertext=None, version=item.version, created_at=item.created_at, created_by=item.created_by,
+                updated_at=now, updated_by=actor.key_id, deleted_at=now, deleted_by=actor.key_id,
+            ).save()
             deleted += 1
         if not deleted:
             raise SecretNotFound(f"no secret {name!r}" + (f" for relay {relay_id}" if relay_id else ""))
@@ -193,7 +210,38 @@ class Vault:
 
     def names_for(self, org_id: str, relay_id: str) -> set[str]:
         """Names of the secrets that exist for one relay."""
-        return {item.name for item in self.model.query(org_id) if item.relay_id == relay_id}
+        return self._inventory(org_id, relay_id)[0]
+
+    def _inventory(self, org_id: str, relay_id: str) -> tuple[set[str], dict[str, str]]:
+        """(names that exist for the relay, {deleted name: deleted_at}) from one query."""
+        existing: set[str] = set()
+        deleted: dict[str, str] = {}
+        for item in self.model.query(org_id):
+            if item.relay_id != relay_id:
+                continue
+            if item.deleted_at:
+                deleted[item.name] = item.deleted_at
+            else:
+                existing.add(item.name)
+        return existing, deleted
+
+    def exec_secret_names(self, org_id: str, relay_id: str, named: list[str], referenced: set[str]) -> list[str]:
+        """The secrets an exec injects: those ``named``, plus the ``$NAME`` references that
+        exist for the relay. Raises SecretNotFound, before anything runs, for a named secret
+        that does not exist and for a reference to a secret of this relay that was deleted; a
+        reference that never was a secret is left to the shell."""
+        available, deleted = self._inventory(org_id, relay_id)
+        gone = sorted((set(named) | referenced) & deleted.keys())
+        if gone:
+            raise SecretNotFound("; ".join(_deleted_message(name, deleted[name]) for name in gone)
+                                 + ": nothing was run")
+        missing = sorted(set(named) - available)
+        if missing:
+            raise SecretNotFound(
+                f"secret(s) {', '.join(missing)} do not exist for this agent (deleted, or never encrypted "
+                "for it): nothing was run"
+            )
+        return sorted(set(named) | (referenced & available))
 
     def ciphertexts_for(self, org_id: str, relay_id: str, names: set[str] | list[str]) -> dict[str, dict[str, Any]]:
         """The documents the relay will open at run time; SecretNotFound names what is missing."""
@@ -210,8 +258,14 @@ class Vault:
                     f"secret {name!r} does not exist for this relay (deleted, or never encrypted for it): "
                     "nothing was run"
                 ) from None
+            if item.deleted_at:
+                raise SecretNotFound(_deleted_message(name, item.deleted_at) + ": nothing was run")
             found[name] = item.ciphertext
         return found
+
+
+def _deleted_message(name: str, deleted_at: str) -> str:
+    return f"secret {name} was deleted on {deleted_at}; put it again or remove the reference"
 
 
 def _summary(item: Any) -> SecretSummary:
