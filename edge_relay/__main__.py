@@ -109,6 +109,9 @@ def _cmd_status(settings: RelaySettings) -> int:
         return EXIT_NOT_RUNNING
     report["daemon"] = health
     sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    refusal = health.get("refusal") if isinstance(health, dict) else None
+    if isinstance(refusal, dict):
+        sys.stderr.write(f"flowlink-relay: the gateway refuses this relay ({refusal.get('code')}): {refusal.get('detail')}\n")
     return EXIT_OK if health.get("status") == STATUS_CONNECTED else EXIT_FAILURE
 
 

@@ -76,6 +76,10 @@ logger = logging.getLogger(__name__)
 STATUS_CONNECTED = "connected"
 STATUS_CONNECTING = "connecting"
 STATUS_DISCONNECTED = "disconnected"
+# The gateway refuses this relay (flagged, removed, replaced): no use re-dialling quickly.
+STATUS_REFUSED = "refused"
+REFUSAL_CODES = frozenset({"relay_flagged", "unknown_relay", "identity_mismatch", "attestation_drift"})
+REFUSED_RETRY_SECONDS = 300.0
 
 OUTCOME_UNKNOWN = "already started before restart; outcome unknown"
 # A claimed id is remembered this long; envelopes live 5 minutes, so a replay of anything
@@ -254,6 +258,8 @@ class RelayDaemon:
         self._policy_arrived: asyncio.Condition | None = None
         self.backoff = Backoff(settings.backoff_base_seconds, settings.backoff_cap_seconds)
         self.status = STATUS_DISCONNECTED
+        # Why the gateway last refused this relay ({"code", "detail", "at"}); cleared by a welcome.
+        self.refusal: dict[str, str] | None = None
         self.last_heartbeat: str | None = None
         self.commands_run = 0
         self.results = Counter()
@@ -617,6 +623,7 @@ class RelayDaemon:
                     if not welcomed.is_set():
                         welcomed.set()
                         self.status = STATUS_CONNECTED
+                        self.refusal = None
                         self._last_ack = time.monotonic()
                         self.backoff.reset()
                         logger.info("session established relay_id=%s", self.identity.relay_id)
@@ -634,6 +641,8 @@ class RelayDaemon:
                     logger.error(
                         "gateway error code=%s detail=%r", message.get("code"), message.get("detail")
                     )
+                    if message.get("code") in REFUSAL_CODES:
+                        self._refused(str(message.get("code")), str(message.get("detail") or "")[:500])
                 else:
                     logger.debug("unknown message type=%r ignored", kind)
         finally:
@@ -662,15 +671,23 @@ class RelayDaemon:
                     await self._session(ws)
                     logger.info("session closed code=%s", ws.close_code)
             except InvalidStatus as exc:
-                logger.error("gateway refused the session status=%s", exc.response.status_code)
+                status = exc.response.status_code
+                logger.error("gateway refused the session status=%s", status)
+                if status in (401, 403):
+                    self._refused(
+                        "credential_refused",
+                        f"the gateway refused this relay's credential (HTTP {status}): it was removed or "
+                        "replaced by a re-enrollment; enroll it again with a new token",
+                    )
             except (TimeoutError, OSError, WebSocketException) as exc:
                 logger.warning("gateway unreachable error=%s detail=%s", type(exc).__name__, exc)
             finally:
                 self._ws = None
-                self.status = STATUS_DISCONNECTED
+                self.status = STATUS_REFUSED if self.refusal else STATUS_DISCONNECTED
             if self._stop.is_set():
                 break
-            delay = self.backoff.next_delay()
+            # Refused: retry rarely (an admin may re-enable it), never hammer the gateway.
+            delay = REFUSED_RETRY_SECONDS if self.refusal else self.backoff.next_delay()
             self.reconnects += 1
             logger.info("reconnecting delay_s=%.3f attempt=%d", delay, self.backoff.attempt)
             try:
@@ -678,11 +695,19 @@ class RelayDaemon:
             except TimeoutError:
                 pass
 
+    def _refused(self, code: str, detail: str) -> None:
+        self.refusal = {"code": code, "detail": detail, "at": utc_now_iso()}
+        logger.error("gateway refuses this relay code=%s; retrying every %ss", code, REFUSED_RETRY_SECONDS)
+
     # ---- health ----
 
     def snapshot(self) -> dict[str, Any]:
+        status = self.status
+        if status != STATUS_CONNECTED and self.refusal:
+            status = STATUS_REFUSED
         return {
-            "status": self.status,
+            "status": status,
+            "refusal": self.refusal,
             "relay_id": self.identity.relay_id,
             "name": self.agent_name,
             "last_heartbeat": self.last_heartbeat,

@@ -68,6 +68,8 @@ def enroll(
         raise AlreadyEnrolledError(
             f"this relay is already enrolled ({settings.identity_path}); pass --force to replace its identity"
         )
+    if name is not None and not name.strip():
+        raise RelaySettingsError("--name must not be empty (leave it out to enroll under the hostname)")
     facts = collect_facts()
     relay_name = name or settings.name or socket.gethostname()
     keys = RelayKeys.generate()
@@ -102,10 +104,17 @@ def enroll(
             f"enrollment refused: {detail or 'the org already has a relay named ' + repr(relay_name)} "
             "(the token was not used: retry with another --name, or after the old relay is removed)"
         )
+    if response.status_code == 400 and error == "invalid_input":
+        # A bad argument (e.g. --name): the gateway says which and why.
+        raise RelaySettingsError(f"enrollment refused: {detail or 'invalid input'} (the token was not used)")
     if response.status_code >= 300:
+        hint = ""
+        if response.status_code == 404:
+            hint = f"; is --api-url the gateway base URL, without /api/v1? ({url} does not exist)"
         raise GatewayResponseError(
             f"enrollment failed: gateway answered HTTP {response.status_code}"
-            + (f" ({error})" if error else "")
+            + (f" ({error}: {detail})" if error and detail else f" ({error})" if error else "")
+            + hint
         )
     try:
         payload = response.json()

@@ -232,3 +232,27 @@ def test_real_relay_refuses_forged_and_unsigned_policy_documents(live_gateway, r
     )
     assert result.is_error is False, result.content
     assert result.structured_content["verdict"]["relay"]["policy_version"] == v1
+
+
+def test_a_removed_real_relay_says_it_is_refused_and_backs_off(live_gateway, real_relay, tmp_path):
+    org = real_relay
+    (agent,) = live_gateway.stack.store.find_agents_by_name(org["org_id"], "real-01")
+    assert live_gateway.admin(org).delete(f"/api/v1/agents/{agent.relay_id}").status_code == 200
+
+    health = wait_for(lambda: (h := _relay_health(tmp_path))["status"] == "refused" and h, timeout=30)
+    assert health["refusal"]["code"] == "credential_refused" and "removed" in health["refusal"]["detail"]
+    status = subprocess.run(
+        [sys.executable, "-m", "edge_relay", "status", "--state-dir", str(tmp_path / "relay-state")],
+        capture_output=True, check=False, text=True, timeout=60,
+    )
+    assert status.returncode == 1 and "the gateway refuses this relay (credential_refused)" in status.stderr
+    # A long interval, not the usual backoff: no more attempts a few seconds later.
+    runtime = json.loads((tmp_path / "relay-state" / "runtime.json").read_text())
+
+    def reconnects() -> int:
+        metrics = httpx.get(f"http://127.0.0.1:{runtime['health_port']}/metrics", timeout=10).text
+        return int(next(line for line in metrics.splitlines() if line.startswith("flowlink_relay_reconnects_total ")).split()[1])
+
+    before = reconnects()
+    time.sleep(3)
+    assert reconnects() == before and _relay_health(tmp_path)["status"] == "refused"
