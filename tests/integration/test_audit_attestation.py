@@ -70,3 +70,41 @@ def test_attestation_gateway_baseline_and_scopes(live_gateway):
         assert verdict["status"] == "TAMPERED" and "flowlink/__init__.py" in verdict["changed"]
         assert admin.post("/api/v1/attestation/policy", json={"component": "moon"}).status_code in (400, 422)
         assert admin.get("/api/v1/attestation/report").json()["gateway"]["status"] == "ATTESTED"
+
+
+@pytest.mark.parametrize(
+    "measurement, reason",
+    [
+        ({"v": 1, "files": {"a": 1}}, "64 hex"),
+        ({"v": 1, "files": {}}, "files"),
+        ({"v": 1, "files": {"/etc/passwd": "0" * 64}}, "relative"),
+        ({"v": 1, "files": {"../x": "0" * 64}}, "relative"),
+        ({"v": 1, "files": {"a": "Z" * 64}}, "64 hex"),
+        ({"v": 1}, "files"),
+    ],
+)
+def test_malformed_attestation_measurements_are_refused_and_nothing_is_stored(live_gateway, measurement, reason):
+    org = live_gateway.stack.org("attest")
+    admin = live_gateway.admin(org)
+    stored = admin.post("/api/v1/attestation/policy", json={"component": "relay", "measurement": measurement})
+    assert stored.status_code == 400, stored.text
+    assert stored.json()["error"] == "invalid_input" and reason in stored.json()["detail"]
+    assert admin.get("/api/v1/attestation/policy").json()["relay"] is None
+    good = {"v": 1, "files": {"edge_relay/daemon.py": "a" * 64}}
+    assert admin.post("/api/v1/attestation/policy", json={"component": "relay", "measurement": good}).status_code == 201
+    verified = admin.post("/api/v1/attestation/verify", json={"component": "relay", "measurement": measurement})
+    assert verified.status_code == 400 and reason in verified.json()["detail"]
+
+
+def test_attestation_verify_takes_a_relay_name_like_other_routes(live_gateway):
+    org = live_gateway.stack.org("attest-name")
+    _enroll(live_gateway, org)  # named web-01
+    admin = live_gateway.admin(org)
+    good = {"v": 1, "files": {"edge_relay/daemon.py": "a" * 64}}
+    assert admin.post("/api/v1/attestation/policy", json={"component": "relay", "measurement": good}).status_code == 201
+    # Enrolled but never said hello: no measurement yet, which is a drift, found by name.
+    by_name = admin.post("/api/v1/attestation/verify", json={"component": "relay", "relay_id": "web-01"})
+    assert by_name.status_code == 200, by_name.text
+    assert by_name.json()["status"] == "TAMPERED"
+    unknown = admin.post("/api/v1/attestation/verify", json={"component": "relay", "relay_id": "nope"})
+    assert unknown.status_code == 404

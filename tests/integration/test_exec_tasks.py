@@ -21,7 +21,9 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from flowlink import audit
 from flowlink.approvals import runtime as approvals_runtime
+from flowlink.audit.store import item_to_record
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -358,3 +360,47 @@ def test_exec_task_extension_at_2026_07_28(gateway, make_relay):
     assert wire.error("tasks/result", {"taskId": approved_id})["code"] == -32601
     assert wire.error("tasks/list", {})["code"] == -32601
     assert [claims["jti"] for claims in relay.claims] == [approved_id]
+
+
+def test_removing_a_relay_closes_its_pending_approvals_and_a_later_decision_says_so(gateway, make_relay):
+    org, relay, wire = _org(gateway, make_relay)
+    admin = gateway.admin(org)
+    relay_id = relay.identity["relay_id"]
+    command_id = wire.exec(relay, "echo needs-approval please", "removed-relay")["task"]["taskId"]
+    approver = httpx.Client(base_url=gateway.base_url, headers={"Authorization": f"Bearer {org['approver_key']}"})
+    approval = poll(
+        lambda: [a for a in approver.get("/api/v1/approvals", params={"status": "pending"}).json()["approvals"]
+                 if a["command_id"] == command_id],
+        bool,
+    )[0]
+    approval_id = approval["approval_id"]
+
+    removed = admin.delete(f"/api/v1/agents/{relay_id}")
+    assert removed.status_code == 200, removed.text
+    assert removed.json()["approvals_closed"] == [approval_id]
+    assert command_id in removed.json()["commands_failed"]
+
+    # A later decision is a clear no-op: no grant, nothing dispatched.
+    decided = approver.post(f"/api/v1/approvals/{approval_id}", json={"decision": "approve"})
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["recorded"] is False and "relay was removed" in decided.json()["message"]
+    closed = approver.get(f"/api/v1/approvals/{approval_id}").json()
+    assert closed["status"] == "failed" and closed["dispatched_at"] is None
+    command = gateway.stack.store.get_command(org["org_id"], command_id)
+    assert command.status == "failed" and "relay removed" in command.error
+    assert getattr(command, "grant", None) is None
+    # The state machine ended (the recorder ran) and the command kept its reason.
+    def events(kind: str) -> list[dict[str, Any]]:
+        chain = (json.loads(item_to_record(i)["event"]) for i in audit.default_store().iter_items(org["org_id"]))
+        return [e for e in chain if e["kind"] == kind]
+
+    poll(lambda: events("approval.failed"), bool)
+    assert "relay removed" in gateway.stack.store.get_command(org["org_id"], command_id).error
+    (event,) = events("relay.removed")
+    assert event["fields"]["approvals_closed"] == [approval_id] and command_id in event["fields"]["commands_failed"]
+    assert events("approval.grant_issued") == []
+    assert relay.claims == []
+    # Its history stays readable by id.
+    history = httpx.get(f"{gateway.base_url}/api/v1/agents/{relay_id}/commands",
+                        headers={"Authorization": f"Bearer {org['api_key']}"})
+    assert history.status_code == 200 and history.json()["commands"][0]["status"] == "failed"

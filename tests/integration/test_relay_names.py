@@ -21,6 +21,7 @@ import httpx
 import httpx2
 import pytest
 from flowlink import audit
+from flowlink.attestation import save_baseline
 from flowlink.audit.store import item_to_record
 from flowlink.auth import hash_secret
 from flowlink.bootstrap import bootstrap_local
@@ -42,17 +43,21 @@ def wait_for(predicate, timeout: float = 10.0):
     raise AssertionError("condition not met in time")
 
 
-def exec_tool(live_gateway, key: str, agent: str, command: str):
-    """One MCP ``exec`` call through the official client."""
+def call_tool(live_gateway, key: str, name: str, arguments: dict):
+    """One MCP tool call through the official client."""
 
     async def call():
         async with (
             httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=60) as http,
             Client(streamable_http_client(live_gateway.mcp_url, http_client=http)) as client,
         ):
-            return await client.call_tool("exec", {"agent": agent, "command": command})
+            return await client.call_tool(name, arguments)
 
     return anyio.run(call)
+
+
+def exec_tool(live_gateway, key: str, agent: str, command: str):
+    return call_tool(live_gateway, key, "exec", {"agent": agent, "command": command})
 
 
 def audit_events(org_id: str, kind: str) -> list[dict]:
@@ -130,6 +135,27 @@ def test_flowlink_relay_enroll_under_a_taken_name_exits_7_and_writes_nothing(liv
     assert done.returncode == 7, (done.stdout, done.stderr)
     assert "already has a relay named 'vm'" in done.stderr and "token was not used" in done.stderr
     assert not (state_dir / "identity.json").exists()
+
+
+def test_flowlink_relay_enroll_says_why_the_gateway_refused_its_arguments(live_gateway, enroll, tmp_path):
+    org = live_gateway.stack.org("acme")
+    token = new_token(live_gateway, org, "vm")
+    state_dir = tmp_path / "relay"
+
+    def relay_enroll(api_url: str, *name: str):
+        return run("edge_relay", "enroll", "--api-url", api_url, "--token", token, *name, "--state-dir", str(state_dir))
+
+    too_long = relay_enroll(live_gateway.base_url, "--name", "a" * 300)
+    assert too_long.returncode == 2, too_long.stderr
+    assert "name must be 1-63 characters" in too_long.stderr and "token was not used" in too_long.stderr
+    empty = relay_enroll(live_gateway.base_url, "--name", "")
+    assert empty.returncode == 2 and "--name must not be empty" in empty.stderr
+    wrong_url = relay_enroll(live_gateway.base_url + "/api/v1", "--name", "vm")
+    assert wrong_url.returncode == 1 and "HTTP 404" in wrong_url.stderr
+    assert "without /api/v1" in wrong_url.stderr
+    assert not (state_dir / "identity.json").exists()
+    # None of them used the token up.
+    assert enroll(token, "vm").status_code == 201
 
 
 def test_concurrent_enrollments_under_one_name_enroll_exactly_one(live_gateway, enroll):
@@ -319,3 +345,103 @@ def test_a_relay_removed_between_connect_and_hello_is_told_and_disconnected(live
         assert answer["type"] == "error" and answer["code"] == "unknown_relay"
         with pytest.raises(ConnectionClosed):
             socket.recv(timeout=10)
+
+
+# -- trust and life after enrollment: drift refusal, flags in listings, removed relays' history --
+
+BASELINE = {"files": {"edge_relay/daemon.py": "0" * 64}, "digest": "d"}
+
+
+def drifted_relay(live_gateway, make_relay, org_name: str):
+    """An org with a relay baseline and a connected relay whose hello differs from it (it
+    reports no measurement), tolerated because the org does not refuse drift (yet)."""
+    org = live_gateway.stack.org(org_name)
+    save_baseline(live_gateway.stack.settings, org["org_id"], "relay", BASELINE, None)
+    relay = make_relay(org, name="vm")
+    relay.enroll()
+    relay.connect()
+    assert relay.wait_welcome(), relay.answers
+    record = live_gateway.stack.store.get_agent(org["org_id"], relay.identity["relay_id"])
+    assert record.drifted_at and not record.flagged
+    ran = call_tool(live_gateway, org["api_key"], "exec", {"agent": "vm", "command": "echo still-tolerated"})
+    assert ran.is_error is False, ran.content
+    return org, relay
+
+
+def test_a_connected_drifted_relay_gets_nothing_once_its_org_refuses_drift(live_gateway, make_relay):
+    org, relay = drifted_relay(live_gateway, make_relay, "drift-dispatch")
+    store = live_gateway.stack.store
+    # The setting flips underneath (another gateway instance, a direct write): the check at
+    # dispatch still refuses, before anything is recorded or sent.
+    record = store.get_org(org["org_id"])
+    record.refuse_drifted_relays = True
+    record.save()
+    sent_before = len(relay.claims)
+    for name, arguments in (
+        ("exec", {"agent": "vm", "command": "echo must-not-run"}),
+        ("read", {"agent": "vm", "path": "/etc/hostname"}),
+        ("list", {"agent": "vm", "path": "/tmp"}),
+    ):
+        refused = call_tool(live_gateway, org["api_key"], name, arguments)
+        assert refused.is_error is True, (name, refused.content)
+        assert "flagged (attestation_drift)" in refused.content[0].text, refused.content[0].text
+    time.sleep(0.3)
+    assert len(relay.claims) == sent_before
+    agent = store.get_agent(org["org_id"], relay.identity["relay_id"])
+    assert agent.flagged == "attestation_drift"
+    wait_for(lambda: any(a.get("code") == "attestation_drift" for a in relay.answers))
+    wait_for(lambda: store.get_agent(org["org_id"], relay.identity["relay_id"]).status == "offline")
+    assert [e["fields"]["refused"] for e in audit_events(org["org_id"], "relay.attestation_drift")] == [False, True]
+
+
+def test_turning_refusal_on_flags_and_disconnects_drifted_relays_and_lists_show_why(live_gateway, make_relay):
+    org, relay = drifted_relay(live_gateway, make_relay, "drift-setting")
+    store = live_gateway.stack.store
+    changed = live_gateway.admin(org).patch("/api/v1/org/settings", json={"refuse_drifted_relays": True})
+    assert changed.status_code == 200, changed.text
+    # Flagged and hung up on at once, not at its next hello.
+    assert store.get_agent(org["org_id"], relay.identity["relay_id"]).flagged == "attestation_drift"
+    wait_for(lambda: any(a.get("code") == "attestation_drift" for a in relay.answers))
+    wait_for(lambda: relay._thread is not None and not relay._thread.is_alive())
+
+    # The flag and its reason show wherever relays are listed.
+    listed = httpx.get(live_gateway.base_url + "/api/v1/agents", headers={"Authorization": f"Bearer {org['api_key']}"})
+    (agent,) = listed.json()["agents"]
+    assert agent["flagged"] == "attestation_drift" and "attested baseline" in agent["flag_detail"]
+    agents = call_tool(live_gateway, org["api_key"], "agents", {})
+    assert agents.structured_content["agents"][0]["flagged"] == "attestation_drift"
+    relays = run("flowlink.cli", "relays", "list", env=cli_env(live_gateway, org["admin_key"]))
+    assert relays.returncode == 0 and "FLAGGED: flagged (attestation_drift)" in relays.stdout, relays.stdout
+    refused = call_tool(live_gateway, org["api_key"], "exec", {"agent": "vm", "command": "echo no"})
+    assert refused.is_error is True and "re-enrolls it" in refused.content[0].text
+
+
+def test_a_removed_relays_history_stays_readable_by_its_id_in_its_org_only(live_gateway, make_relay):
+    org = live_gateway.stack.org("keeps-history")
+    other = live_gateway.stack.org("elsewhere")
+    relay = make_relay(org, name="vm")
+    relay.enroll()
+    relay.connect()
+    assert relay.wait_welcome()
+    relay_id = relay.identity["relay_id"]
+    ran = call_tool(live_gateway, org["api_key"], "exec", {"agent": "vm", "command": "echo kept"})
+    command_id = ran.structured_content["command_id"]
+    assert live_gateway.admin(org).delete(f"/api/v1/agents/{relay_id}").status_code == 200
+
+    history = call_tool(live_gateway, org["api_key"], "history", {"agent": relay_id})
+    assert history.is_error is False, history.content
+    assert history.structured_content["agent"]["status"] == "removed"
+    assert history.structured_content["agent"]["name"] == "vm"
+    assert [c["command_id"] for c in history.structured_content["commands"]] == [command_id]
+    one = call_tool(live_gateway, org["api_key"], "history", {"agent": relay_id, "command_id": command_id})
+    assert one.structured_content["commands"][0]["stdout"] == "kept\n"
+    rest = httpx.get(f"{live_gateway.base_url}/api/v1/agents/{relay_id}/commands",
+                     headers={"Authorization": f"Bearer {org['api_key']}"})
+    assert rest.status_code == 200 and rest.json()["commands"][0]["command_id"] == command_id
+
+    # By name it is gone; another org never sees it.
+    assert call_tool(live_gateway, org["api_key"], "history", {"agent": "vm"}).is_error is True
+    foreign = httpx.get(f"{live_gateway.base_url}/api/v1/agents/{relay_id}/commands",
+                        headers={"Authorization": f"Bearer {other['api_key']}"})
+    assert foreign.status_code == 404 and foreign.json()["error"] == "agent_not_found"
+    assert call_tool(live_gateway, other["api_key"], "history", {"agent": relay_id}).is_error is True

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import platform
+import re
 import sys
 import threading
 from pathlib import Path
@@ -115,6 +116,40 @@ def gateway_measurement() -> dict[str, Any]:
         return _gateway_measurement
 
 
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+MAX_FILE_NAME_CHARS = 1024
+
+
+def validate_measurement(measurement: Any) -> dict[str, Any]:
+    """A measurement given to the API (a baseline to store, or one to verify), checked and
+    with its ``digest`` computed from ``files``; raises InvalidInput naming what is wrong.
+
+    ``files`` must map 1..MAX_FILES relative paths (no leading ``/``, no ``..``) to
+    lowercase 64-hex SHA-256 strings.
+    """
+    if not isinstance(measurement, dict) or not isinstance(measurement.get("files"), dict):
+        raise InvalidInput("measurement must be an object with a 'files' map")
+    files = measurement["files"]
+    if not 1 <= len(files) <= MAX_FILES:
+        raise InvalidInput(f"measurement files must hold 1 to {MAX_FILES} entries")
+    for name, digest in files.items():
+        parts = name.split("/")
+        if (
+            not name or len(name) > MAX_FILE_NAME_CHARS or name.startswith("/") or "\x00" in name
+            or any(part in ("", ".", "..") for part in parts)
+        ):
+            raise InvalidInput(
+                f"measurement files: {name[:80]!r} is not a relative path (e.g. 'edge_relay/daemon.py', "
+                f"at most {MAX_FILE_NAME_CHARS} characters)"
+            )
+        if not isinstance(digest, str) or not _SHA256_HEX.match(digest):
+            raise InvalidInput(
+                f"measurement files: the value of {name[:80]!r} must be a SHA-256 digest (64 hex characters, "
+                "lowercase)"
+            )
+    return {**measurement, "digest": hashlib.sha256(canonical_json(files)).hexdigest()}
+
+
 def compare(baseline: dict[str, Any] | None, measurement: dict[str, Any] | None) -> dict[str, Any]:
     """ATTESTED when the file maps are equal, else TAMPERED with changed/added/removed files."""
     if not baseline:
@@ -155,8 +190,7 @@ def save_baseline(settings: Settings, org_id: str, component: str, measurement: 
                   actor: dict[str, Any] | None) -> dict[str, Any]:
     if component not in COMPONENTS:
         raise InvalidInput(f"component must be one of {', '.join(COMPONENTS)}")
-    if not isinstance(measurement, dict) or not isinstance(measurement.get("files"), dict):
-        raise InvalidInput("measurement must be an object with a 'files' map")
+    measurement = validate_measurement(measurement)
     from flowlink import audit
 
     policy = load_policy(settings, org_id)

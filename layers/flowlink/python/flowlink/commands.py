@@ -28,6 +28,7 @@ from flowlink.auth import SCOPE_AGENT, AuthContext, require_scope
 from flowlink.errors import (
     AgentNotFound,
     AgentOffline,
+    AgentRefused,
     CommandDenied,
     Conflict,
     InvalidInput,
@@ -40,10 +41,12 @@ from flowlink.relays import (
     CommandSignals,
     ConnectionGone,
     RelayChannel,
+    drift_refusal,
+    flag_detail,
     sign_command_envelope,
 )
 from flowlink.settings import Settings
-from flowlink.storage import TERMINAL_STATUSES, Store, find_relay, utc_now_iso
+from flowlink.storage import RELAY_ID_PREFIX, TERMINAL_STATUSES, Store, find_relay, utc_now_iso
 from flowlink.vault import Vault, referenced_secret_names, validate_secret_name
 from shield import paths as shield_paths
 
@@ -145,6 +148,9 @@ def agent_summary(record: Any) -> dict[str, Any]:
         "last_seen": record.last_seen,
         "enrolled_at": record.enrolled_at,
         "version": record.version,
+        # Why the gateway refuses it (e.g. attestation_drift, identity_mismatch), None if it does not.
+        "flagged": getattr(record, "flagged", None),
+        "flag_detail": flag_detail(getattr(record, "flagged", None)),
     }
 
 
@@ -301,6 +307,16 @@ class CommandService:
             },
         )
 
+    def refuse_untrusted(self, agent: Any) -> None:
+        """Raise AgentRefused when nothing may be sent to ``agent`` (flagged, or drifted while
+        its org refuses drifted relays); checked before anything is recorded or dispatched."""
+        reason = drift_refusal(self.store, self.settings, self.channel, agent)
+        if reason is not None:
+            raise AgentRefused(
+                f"agent {agent.name!r} ({agent.relay_id}) is refused: {reason}; nothing was sent",
+                extra={"relay_id": agent.relay_id, "flagged": getattr(agent, "flagged", None)},
+            )
+
     def health(self, auth: AuthContext) -> dict[str, Any]:
         agents = self.list_agents(auth)
         return {
@@ -344,6 +360,7 @@ class CommandService:
                 return self._replay(existing, request.command, request.timeout, wait=wait)
         else:
             command_id = relay_protocol.new_command_id()
+        self.refuse_untrusted(agent)
 
         policy_text = org_policy_text(self.store, auth.org_id)
         verdict = self._analyze(
@@ -629,6 +646,7 @@ class CommandService:
             raise InvalidInput(f"unknown path operation {op!r}")
         validate_path(path)
         agent = self.resolve_agent(auth, agent_ref)
+        self.refuse_untrusted(agent)
         policy_text = org_policy_text(self.store, auth.org_id)
         context = shield.Context(
             policy=compiled_policy(policy_text), agent=agent.name, host=shield.HostFacts(hostname=agent.hostname)
@@ -660,6 +678,7 @@ class CommandService:
         stored = {"agent": summary, "facts": agent.facts or {}, "live": False}
         if agent.status != "online" or not agent.connection_id or not auth.allows(SCOPE_AGENT):
             return stored
+        self.refuse_untrusted(agent)
         command_id = relay_protocol.new_command_id()
         verdict = {"decision": shield.Decision.AUTO.value, "score": 0, "reasons": ["host facts query"]}
         fields = self._operation_fields(auth, agent, command_id, relay_protocol.OP_SYSINFO, verdict)
@@ -714,14 +733,19 @@ class CommandService:
         page_token: str | None = None,
         command_id: str | None = None,
     ) -> dict[str, Any]:
-        """A relay's commands, newest first, one page at a time (or one command by id)."""
-        agent = self.resolve_agent(auth, agent_ref)
+        """A relay's commands, newest first, one page at a time (or one command by id).
+
+        A removed relay's history stays readable by its relay id (contracts §5): its commands
+        are stored under ``{org_id}#{relay_id}``, so only the caller's org finds them.
+        """
+        summary = self._history_agent(auth, agent_ref)
+        relay_id = summary["relay_id"]
         if command_id is not None:
             record = self.store.get_command(auth.org_id, command_id)
-            if record is None or record.relay_id != agent.relay_id:
-                raise NotFound(f"no command {command_id!r} for agent {agent.name!r}")
+            if record is None or record.relay_id != relay_id:
+                raise NotFound(f"no command {command_id!r} for agent {summary['name']!r}")
             return {
-                "agent": agent_summary(agent),
+                "agent": summary,
                 "commands": [command_view(record)],
                 "next_page_token": None,
             }
@@ -730,10 +754,28 @@ class CommandService:
         if page_token is not None and (not isinstance(page_token, str) or len(page_token) > 2048):
             raise InvalidInput("page_token is not a valid history page token")
         items, next_token = self.store.command_history(
-            auth.org_id, agent.relay_id, limit=limit, page_token=page_token
+            auth.org_id, relay_id, limit=limit, page_token=page_token
         )
         return {
-            "agent": agent_summary(agent),
+            "agent": summary,
             "commands": [command_view(r) for r in items],
             "next_page_token": next_token,
         }
+
+    def _history_agent(self, auth: AuthContext, agent_ref: str) -> dict[str, Any]:
+        """The summary of the relay whose history is asked for: an enrolled one (id or name),
+        else a removed one of this org named by its relay id (status ``removed``)."""
+        try:
+            return agent_summary(self.resolve_agent(auth, agent_ref))
+        except AgentNotFound:
+            ref = agent_ref.strip()
+            if not ref.startswith(RELAY_ID_PREFIX):
+                raise
+            latest, _ = self.store.command_history(auth.org_id, ref, limit=1, page_token=None)
+            if not latest:
+                raise
+            return {
+                "relay_id": ref, "name": latest[0].agent_name or ref, "hostname": None, "status": "removed",
+                "last_seen": None, "enrolled_at": None, "version": None, "flagged": None,
+                "flag_detail": None,
+            }

@@ -113,6 +113,13 @@ class AgentOffline(FlowLinkError):
     http_status = 409
 
 
+class AgentRefused(FlowLinkError):
+    """The relay is flagged (another key, or drifted code the org refuses): nothing is sent to it."""
+
+    code = "agent_flagged"
+    http_status = 409
+
+
 class CommandDenied(FlowLinkError):
     """Shield denied the command at the gateway; nothing was dispatched."""
 

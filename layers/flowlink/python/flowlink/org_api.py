@@ -14,7 +14,7 @@ from fastapi import APIRouter, Body, Request
 from flowlink.errors import NotFound
 from flowlink.gateway.deps import AdminKey, AnyKey, get_runtime
 from flowlink.org_settings import settings_view, update_settings
-from flowlink.relays import push_policy
+from flowlink.relays import enforce_drift_refusal, push_policy
 
 router = APIRouter()
 
@@ -37,4 +37,9 @@ async def patch_settings(request: Request, auth: AdminKey, changes: Annotated[di
     )
     if "policy" in changes:
         await anyio.to_thread.run_sync(push_policy, runtime.store, runtime.settings, runtime.channel, auth.org_id)
+    if changes.get("refuse_drifted_relays") is True:
+        # Connected relays that reported drift are flagged and disconnected now, not at their next hello.
+        await anyio.to_thread.run_sync(
+            enforce_drift_refusal, runtime.store, runtime.settings, runtime.channel, auth.org_id
+        )
     return view

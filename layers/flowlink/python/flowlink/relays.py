@@ -432,6 +432,8 @@ def remove_relay(store: Store, channel: RelayChannel, auth: AuthContext, ref: An
             error="relay removed before it reported a result", completed_at=now,
         )
     ]
+    awaiting, approvals_closed = _close_pending_approvals(store, auth.org_id, record.relay_id, now)
+    failed += awaiting
     if record.connection_id:
         try:
             channel.close(record.connection_id)
@@ -442,11 +444,38 @@ def remove_relay(store: Store, channel: RelayChannel, auth: AuthContext, ref: An
         auth.org_id,
         "relay.removed",
         {"relay_id": record.relay_id, "name": record.name, "reason": "removed", "flagged": record.flagged,
-         "was_online": record.status == "online", "commands_failed": failed},
+         "was_online": record.status == "online", "commands_failed": failed,
+         "approvals_closed": approvals_closed},
         actor=auth.actor(),
     )
     return {"relay_id": record.relay_id, "name": record.name, "removed": removed, "removed_at": now,
-            "commands_failed": failed}
+            "commands_failed": failed, "approvals_closed": approvals_closed}
+
+
+def _close_pending_approvals(store: Store, org_id: str, relay_id: str, now: str) -> tuple[list[str], list[str]]:
+    """A removed relay's commands waiting for approval fail first (so no approval can dispatch
+    them: dispatch moves only ``pending_approval``), then their approvals close as ``failed``
+    ("relay removed") and their state machines end. Returns (command ids, approval ids)."""
+    from flowlink.approvals.service import ApprovalNotFound, ApprovalService
+
+    service = ApprovalService(store.settings, store=store)
+    failed, closed = [], []
+    for command in store.list_commands_in_status(org_id, relay_id, "pending_approval"):
+        if not store.transition_command(
+            command.command_id, ["pending_approval"], "failed", remove=["pending_env"],
+            error="relay removed before approval; not run", completed_at=now,
+        ):
+            continue
+        failed.append(command.command_id)
+        if not command.approval_id:
+            continue
+        try:
+            item = service.get(org_id, command.approval_id)
+        except ApprovalNotFound:
+            continue
+        if service.close_for_removed_relay(item):
+            closed.append(command.approval_id)
+    return failed, closed
 
 
 # -- WebSocket session ---------------------------------------------------------------------
@@ -592,14 +621,20 @@ def _on_hello(
             )
     version = message.get("version")
     hostname = (facts or {}).get("hostname") if isinstance((facts or {}).get("hostname"), str) else None
+    now = utc_now_iso()
+    # A tolerated drift is remembered, so the org turning refusal on later stops this relay
+    # at once (``drift_refusal``) rather than at its next hello.
+    drifted = drift is not None and drift.get("status") == "TAMPERED"
     store.mark_agent_online(
         record,
         connection.connection_id,
-        utc_now_iso(),
+        now,
         facts=facts,
         attestation=attestation,
         version=str(version)[:64] if version is not None else None,
         hostname=hostname,
+        drifted_at=now if drifted else None,
+        remove=() if drifted else ("drifted_at",),
     )
     # The org's policy comes with the welcome, so every session starts able to judge with it.
     welcome = {
@@ -656,6 +691,79 @@ def _on_policy_request(
     """A relay lacks the policy an envelope names: send the org's current one."""
     document = policy_document(settings, store, connection.org_id, connection.relay_id)
     return _answer(channel, connection.connection_id, {"type": relay_protocol.TYPE_POLICY, "document": document})
+
+
+FLAG_REASONS = {
+    "identity_mismatch": "it presented another signing key than the enrolled one",
+    "attestation_drift": "its code differs from the org's attested baseline and the org refuses drifted relays",
+}
+
+
+def flag_detail(reason: str | None) -> str | None:
+    """Why a relay with this ``flagged`` reason is refused, for people (None: not flagged)."""
+    if not reason:
+        return None
+    return (
+        f"flagged ({reason}): {FLAG_REASONS.get(reason, 'refused by the gateway')}; it gets no commands "
+        "until an admin re-enrolls it"
+    )
+
+
+def drift_refusal(store: Store, settings: Settings, channel: RelayChannel, agent: Any) -> str | None:
+    """Why nothing may be sent to ``agent`` now, or None when it may be.
+
+    Checked before every dispatch (fail closed): a flagged relay is refused; a relay whose
+    last hello reported drift (``drifted_at``) is refused once its org refuses drifted
+    relays: it is compared with the current baseline again (an admin may have re-captured
+    it), and if it still differs it is flagged, audited and disconnected, as at a hello.
+    """
+    flagged = getattr(agent, "flagged", None)
+    if flagged:
+        return flag_detail(flagged)
+    if not getattr(agent, "drifted_at", None):
+        return None
+    org = store.get_org(agent.org_id)
+    if org is None or not org.refuse_drifted_relays:
+        return None
+    measured = store.get_agent(agent.org_id, agent.relay_id, with_attestation=True)
+    if measured is None:
+        return "relay was removed"
+    try:
+        drift = attestation_module.relay_drift(settings, agent.org_id, measured.attestation)
+    except Exception:  # fail closed: an unreadable baseline refuses the drifted relay
+        logger.exception("attestation check failed; refusing the drifted relay", extra={"relay_id": agent.relay_id})
+        drift = {"status": "TAMPERED"}
+    if drift is None or drift.get("status") != "TAMPERED":
+        return None
+    store.flag_agent(measured, "attestation_drift")
+    agent.flagged = "attestation_drift"
+    audit.append_event(
+        agent.org_id,
+        "relay.attestation_drift",
+        {"relay_id": agent.relay_id, "refused": True, "changed": drift.get("changed", []),
+         "added": drift.get("added", []), "removed": drift.get("removed", []), "when": "org refuses drift"},
+        actor={"type": "relay", "relay_id": agent.relay_id},
+    )
+    if agent.connection_id:
+        _answer(channel, agent.connection_id, _error(
+            "attestation_drift", "relay code differs from the org's attested baseline; refused"))
+        store.mark_agent_offline(agent.relay_id, agent.connection_id, utc_now_iso())
+        try:
+            channel.close(agent.connection_id)
+        except (ClientError, BotoCoreError, ServiceMisconfigured):
+            logger.exception("closing a drifted relay's connection failed", extra={"relay_id": agent.relay_id})
+    return flag_detail("attestation_drift")
+
+
+def enforce_drift_refusal(store: Store, settings: Settings, channel: RelayChannel, org_id: str) -> list[str]:
+    """The org now refuses drifted relays: flag and disconnect those that reported drift.
+    Returns their relay ids."""
+    return [
+        agent.relay_id
+        for agent in store.list_agents(org_id)
+        if getattr(agent, "drifted_at", None) and not getattr(agent, "flagged", None)
+        and drift_refusal(store, settings, channel, agent) is not None
+    ]
 
 
 def _refuse(store: Store, channel: RelayChannel, connection: Any, record: Any, code: str, detail: str) -> dict:

@@ -13,7 +13,13 @@ from typing import Any
 from flowlink import audit, relay_protocol
 from flowlink.errors import NotFound
 from flowlink.grants import issue_grant
-from flowlink.relays import ConnectionGone, RelayChannel, load_signing_key, sign_command_envelope
+from flowlink.relays import (
+    ConnectionGone,
+    RelayChannel,
+    drift_refusal,
+    load_signing_key,
+    sign_command_envelope,
+)
 from flowlink.settings import Settings, get_settings
 from flowlink.storage import Store, utc_now_iso
 
@@ -52,7 +58,16 @@ def dispatch_approved_command(
     agent = store.get_agent(org_id, record.relay_id)
     now = utc_now_iso()
     audit_fields = {"command_id": command_id, "approval_id": approval_id, "relay_id": record.relay_id}
-    if agent is None or agent.status != "online" or not agent.connection_id:
+    channel = channel or RelayChannel(settings)
+    refusal = "relay was removed" if agent is None else drift_refusal(store, settings, channel, agent)
+    if refusal is not None:
+        # Fail closed: a removed or flagged relay gets nothing, approved or not.
+        store.transition_command(
+            command_id, ["pending_approval"], "failed", error=f"{refusal}; not run", completed_at=now,
+        )
+        audit.append_event(org_id, "exec.failed", {**audit_fields, "error": refusal})
+        return {"command_id": command_id, "status": "failed"}
+    if agent.status != "online" or not agent.connection_id:
         store.transition_command(
             command_id, ["pending_approval"], "failed", error="agent offline when the approval arrived; not run",
             completed_at=now,
@@ -64,7 +79,6 @@ def dispatch_approved_command(
         return {"command_id": command_id, "status": "already_dispatched"}
     record = store.get_command(org_id, command_id)
     envelope = sign_command_envelope(settings, record, env=record.pending_env or {}, store=store)
-    channel = channel or RelayChannel(settings)
     try:
         channel.send(agent.connection_id, {"type": relay_protocol.TYPE_COMMAND, "envelope": envelope})
     except ConnectionGone:

@@ -66,6 +66,10 @@ SETTLE_WAIT_SECONDS = 2.0  # how long a losing decision waits for the winner to 
 RECORDABLE_OUTCOMES = {"denied": DENIED, "timed_out": TIMED_OUT, "failed": FAILED}
 
 
+# outcome_detail["error"] of an approval closed because its relay was removed (contracts §5).
+RELAY_REMOVED = "relay removed"
+
+
 class ApprovalNotFound(NotFound):
     code = "approval_not_found"
 
@@ -78,6 +82,10 @@ class ApprovalClosed(Conflict):
 
 def _now_iso(now: float) -> str:
     return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _relay_removed(item: Any) -> bool:
+    return item.status == FAILED and (item.outcome_detail or {}).get("error") == RELAY_REMOVED
 
 
 def _encode_page_token(created_at: str, approval_id: str, status: str | None) -> str:
@@ -495,6 +503,13 @@ class ApprovalService:
         item = self.get(org_id, approval_id)
         if update_id is not None and update_id in (item.seen_updates or []):
             return DecisionResult(approval_id, item.status, "this button press was already handled", False)
+        if item.status == PENDING and self.store.get_agent(org_id, item.relay_id) is None:
+            # Its relay was removed (and the removal did not close this one yet): nothing can run.
+            self.close_for_removed_relay(item)
+        if _relay_removed(item):
+            return DecisionResult(
+                approval_id, item.status, "the relay was removed: the command will not run; nothing changed", False
+            )
         if item.status != PENDING:
             return DecisionResult(approval_id, item.status, f"approval already {item.status}; nothing changed", False)
         now = self._clock()
@@ -572,6 +587,34 @@ class ApprovalService:
         if item.task_token:
             self._resume_machine(item, item.task_token)
         return DecisionResult(approval_id, CANCELLED, "cancelled by the requester: the command will not run", True)
+
+    def close_for_removed_relay(self, item: Any) -> bool:
+        """Close a pending approval whose relay was removed (``failed``, "relay removed") and
+        end its state machine; False when it was no longer pending. The caller has already
+        failed its command, so it can never be dispatched."""
+        return self._finish(item, FAILED, {"error": RELAY_REMOVED})
+
+    def _finish(self, item: Any, status: str, detail: dict[str, Any]) -> bool:
+        """Move pending → ``status`` with ``detail`` and resume the machine; False if not pending."""
+        now = self._clock()
+        try:
+            item.update(
+                actions=[
+                    self.model.status.set(status),
+                    self.model.decided_at.set(_now_iso(now)),
+                    self.model.outcome_detail.set(detail),
+                ],
+                condition=self.model.status == PENDING,
+            )
+        except UpdateError:
+            item.refresh(consistent_read=True)
+            return False
+        # Read back so the task token stored concurrently by on_notify is seen; without one
+        # yet, on_notify finds the approval closed and ends the machine itself.
+        item.refresh(consistent_read=True)
+        if item.task_token:
+            self._resume_machine(item, item.task_token)
+        return True
 
     def _refresh_settled(self, item: Any) -> None:
         """Re-read ``item`` (strongly consistent) for a decision that lost a race.
@@ -682,6 +725,12 @@ class ApprovalService:
 
     def store_command_outcome(self, item: Any, status: str) -> None:
         """Close the waiting command record so agents polling it see why it never ran."""
+        if _relay_removed(item):
+            # remove_relay already failed the command with its reason; keep that one.
+            self.store.transition_command(
+                item.command_id, ["pending_approval"], "failed", error="relay removed before approval; not run"
+            )
+            return
         command_status, reason = {
             DENIED: ("denied", "denied by an approver; not run"),
             TIMED_OUT: ("timeout", "approval timed out; not run"),

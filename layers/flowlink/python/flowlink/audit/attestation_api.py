@@ -15,9 +15,17 @@ import anyio
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from flowlink.attestation import COMPONENTS, compare, gateway_measurement, load_policy, save_baseline
+from flowlink.attestation import (
+    COMPONENTS,
+    compare,
+    gateway_measurement,
+    load_policy,
+    save_baseline,
+    validate_measurement,
+)
 from flowlink.errors import Conflict, InvalidInput, NotFound
 from flowlink.gateway.deps import AdminKey, AnyKey, get_runtime
+from flowlink.storage import find_relay
 
 router = APIRouter(prefix="/api/v1/attestation", tags=["attestation"])
 
@@ -40,15 +48,17 @@ class VerifyRequest(BaseModel):
 def _relay_measurement(runtime: Any, org_id: str, relay_id: str | None) -> dict[str, Any] | None:
     if not relay_id:
         raise InvalidInput("relay_id is required for component 'relay' without a measurement")
-    record = runtime.store.get_agent(org_id, relay_id, with_attestation=True)
+    # An id or a name, like every other route (contracts §5); AgentNameAmbiguous for a shared name.
+    found = find_relay(runtime.store, org_id, relay_id.strip())
+    record = runtime.store.get_agent(org_id, found.relay_id, with_attestation=True) if found else None
     if record is None:
-        raise NotFound(f"no relay {relay_id} in this org")
+        raise NotFound(f"no relay {relay_id!r} in this org")
     return record.attestation
 
 
 def _measurement_for(runtime: Any, org_id: str, body: PolicyRequest | VerifyRequest) -> dict[str, Any] | None:
     if body.measurement is not None:
-        return body.measurement
+        return validate_measurement(body.measurement)
     if body.component == "gateway":
         return gateway_measurement()
     return _relay_measurement(runtime, org_id, body.relay_id)

@@ -129,7 +129,11 @@ def _relays_list(args: argparse.Namespace) -> int:
 
 
 def _render_relays(result: dict[str, Any], _api_url: str) -> str:
-    lines = [f"{a['name']:<24} {a['relay_id']}  {a['status']}" for a in result["agents"]]
+    lines = [
+        f"{a['name']:<24} {a['relay_id']}  {a['status']}"
+        + (f"  FLAGGED: {a.get('flag_detail') or a['flagged']}" if a.get("flagged") else "")
+        for a in result["agents"]
+    ]
     return "\n".join(lines) or "no relays enrolled"
 
 

@@ -105,6 +105,8 @@ class AgentInfo(BaseModel):
     last_seen: str | None = None
     enrolled_at: str | None = None
     version: str | None = None
+    flagged: str | None = Field(None, description="why the gateway refuses this relay (e.g. attestation_drift)")
+    flag_detail: str | None = None
 
 
 def refused_text(view: dict[str, Any]) -> str:

@@ -152,6 +152,11 @@ def _build_models(table_prefix: str, region: str, endpoint: str | None = None) -
         # presented another signing key) or "attestation_drift" (its code changed and the
         # org refuses drifted relays). A drift the org tolerates is only recorded in audit.
         flagged = UnicodeAttribute(null=True)
+        # When its last hello reported code that differs from the org's relay baseline
+        # (ISO time), while the org tolerated drift: if the org later refuses drifted
+        # relays, the gateway flags it before sending it anything (and when the setting is
+        # turned on). Absent when the last measurement matched or no baseline exists.
+        drifted_at = UnicodeAttribute(null=True)
         by_org = AgentsByOrg()
 
     class RelayNameClaim(Model):

@@ -301,7 +301,10 @@ class Store:
         """Refuse this relay from now on, until an admin re-enrolls it (a new relay id)."""
         record.update(actions=[self.models.agents.flagged.set(reason)])
 
-    def mark_agent_online(self, record: Any, connection_id: str, now: str, **facts: Any) -> None:
+    def mark_agent_online(
+        self, record: Any, connection_id: str, now: str, *, remove: tuple[str, ...] = (), **facts: Any
+    ) -> None:
+        """Online on ``connection_id``; sets the non-None ``facts`` and removes ``remove``."""
         model = self.models.agents
         actions = [
             model.status.set("online"),
@@ -311,6 +314,7 @@ class Store:
         for name, value in facts.items():
             if value is not None:
                 actions.append(getattr(model, name).set(value))
+        actions += [getattr(model, name).remove() for name in remove]
         record.update(actions=actions)
 
     def touch_agent(self, record: Any, now: str) -> None:
@@ -476,6 +480,15 @@ class Store:
                 f"{org_id}#{relay_id}",
                 filter_condition=model.status.is_in(*RELAY_BOUND_STATUSES),
                 scan_index_forward=True,
+            )
+        )
+
+    def list_commands_in_status(self, org_id: str, relay_id: str, status: str) -> list[Any]:
+        """A relay's commands in one status, oldest first."""
+        model = self.models.commands
+        return list(
+            model.by_agent.query(
+                f"{org_id}#{relay_id}", filter_condition=model.status == status, scan_index_forward=True
             )
         )
 
