@@ -202,8 +202,8 @@ def test_real_relay_judges_with_the_orgs_policy_after_each_patch(live_gateway, r
 
 
 def test_real_relay_refuses_forged_and_unsigned_policy_documents(live_gateway, real_relay, tmp_path):
-    import boto3
     import jwt
+    from flowlink.relays import RelayChannel
 
     org = real_relay
     (agent,) = live_gateway.stack.store.find_agents_by_name(org["org_id"], "real-01")
@@ -216,7 +216,8 @@ def test_real_relay_refuses_forged_and_unsigned_policy_documents(live_gateway, r
         text=text,
     )
     unsigned = jwt.encode(jwt.decode(forged, options={"verify_signature": False}), key=None, algorithm="none")
-    client = boto3.client("apigatewaymanagementapi", endpoint_url=live_gateway.base_url, region_name="us-east-1")
+    # Posted as the gateway would (with the stack's management token): only the signature differs.
+    client = RelayChannel(live_gateway.stack.settings).client
     before = _relay_health(tmp_path)["policy"]
     for document in (forged, unsigned):
         message = {"type": relay_protocol.TYPE_POLICY, "document": document}
