@@ -118,6 +118,19 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _write_output(out: str, content: str, *, what: str, done: str) -> int:
+    """Write ``content`` to the file ``out`` (then say ``done`` on stderr), or to stdout for '-'."""
+    if out == "-":
+        sys.stdout.write(content)
+        return EXIT_OK
+    try:
+        files.write_text(out, content, what=what)
+    except files.FileProblem as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    sys.stderr.write(done + "\n")
+    return EXIT_OK
+
+
 def _aws_failure(exc: Exception) -> int:
     """A clear message for an AWS error on the --org paths (no traceback)."""
     from botocore.exceptions import ClientError, NoCredentialsError
@@ -155,15 +168,7 @@ def _export(args: argparse.Namespace) -> int:
         return _fail(str(getattr(exc, "detail", exc)), EXIT_USAGE)
     except (BotoCoreError, ClientError) as exc:
         return _aws_failure(exc)
-    if args.out == "-":
-        sys.stdout.write(content)
-    else:
-        try:
-            files.write_text(args.out, content, what="export file")
-        except files.FileProblem as exc:
-            return _fail(str(exc), EXIT_USAGE)
-        sys.stderr.write(f"wrote {count} records to {args.out}\n")
-    return EXIT_OK
+    return _write_output(args.out, content, what="export file", done=f"wrote {count} records to {args.out}")
 
 
 def _load_public_key(path: str):
@@ -280,15 +285,8 @@ def _public_key(args: argparse.Namespace) -> int:
         body = _api(args).request("GET", "/api/v1/audit/public-key")
     except (ApiError, FlowLinkError) as exc:
         return _fail(str(getattr(exc, "detail", exc)), EXIT_USAGE)
-    if args.out == "-":
-        sys.stdout.write(body["public_key_pem"])
-    else:
-        try:
-            files.write_text(args.out, body["public_key_pem"], what="public key file")
-        except files.FileProblem as exc:
-            return _fail(str(exc), EXIT_USAGE)
-        sys.stderr.write(f"wrote the public key {body['key_id']} to {args.out}\n")
-    return EXIT_OK
+    return _write_output(args.out, body["public_key_pem"], what="public key file",
+                         done=f"wrote the public key {body['key_id']} to {args.out}")
 
 
 def _publish(args: argparse.Namespace) -> int:
