@@ -574,10 +574,8 @@ def _on_hello(
 ) -> dict:
     record = store.get_agent(connection.org_id, connection.relay_id)
     if record is None:
-        # Removed between its $connect and this hello: tell it so and hang up, as a heartbeat would.
-        answer = _answer(channel, connection.connection_id, _error("unknown_relay", "relay no longer enrolled"))
-        channel.close(connection.connection_id)
-        return answer
+        # Removed between its $connect and this hello.
+        return _hang_up_removed(channel, connection)
     if record.flagged:
         return _refuse(
             store, channel, connection, record,
@@ -606,19 +604,10 @@ def _on_hello(
     if drift is not None and drift.get("status") == "TAMPERED":
         org = store.get_org(connection.org_id)
         refuse = bool(getattr(org, "refuse_drifted_relays", False))
-        audit.append_event(
-            connection.org_id,
-            "relay.attestation_drift",
-            {"relay_id": record.relay_id, "refused": refuse, "changed": drift.get("changed", []),
-             "added": drift.get("added", []), "removed": drift.get("removed", [])},
-            actor={"type": "relay", "relay_id": record.relay_id},
-        )
+        _record_drift(connection.org_id, record.relay_id, drift, refused=refuse)
         if refuse:
             store.flag_agent(record, "attestation_drift")
-            return _refuse(
-                store, channel, connection, record,
-                "attestation_drift", "relay code differs from the org's attested baseline; refused",
-            )
+            return _refuse(store, channel, connection, record, "attestation_drift", DRIFT_REFUSED_DETAIL)
     version = message.get("version")
     hostname = (facts or {}).get("hostname") if isinstance((facts or {}).get("hostname"), str) else None
     now = utc_now_iso()
@@ -693,6 +682,8 @@ def _on_policy_request(
     return _answer(channel, connection.connection_id, {"type": relay_protocol.TYPE_POLICY, "document": document})
 
 
+DRIFT_REFUSED_DETAIL = "relay code differs from the org's attested baseline; refused"
+
 FLAG_REASONS = {
     "identity_mismatch": "it presented another signing key than the enrolled one",
     "attestation_drift": "its code differs from the org's attested baseline and the org refuses drifted relays",
@@ -737,16 +728,9 @@ def drift_refusal(store: Store, settings: Settings, channel: RelayChannel, agent
         return None
     store.flag_agent(measured, "attestation_drift")
     agent.flagged = "attestation_drift"
-    audit.append_event(
-        agent.org_id,
-        "relay.attestation_drift",
-        {"relay_id": agent.relay_id, "refused": True, "changed": drift.get("changed", []),
-         "added": drift.get("added", []), "removed": drift.get("removed", []), "when": "org refuses drift"},
-        actor={"type": "relay", "relay_id": agent.relay_id},
-    )
+    _record_drift(agent.org_id, agent.relay_id, drift, refused=True, when="org refuses drift")
     if agent.connection_id:
-        _answer(channel, agent.connection_id, _error(
-            "attestation_drift", "relay code differs from the org's attested baseline; refused"))
+        _answer(channel, agent.connection_id, _error("attestation_drift", DRIFT_REFUSED_DETAIL))
         store.mark_agent_offline(agent.relay_id, agent.connection_id, utc_now_iso())
         try:
             channel.close(agent.connection_id)
@@ -773,15 +757,29 @@ def _refuse(store: Store, channel: RelayChannel, connection: Any, record: Any, c
     return answer
 
 
+def _hang_up_removed(channel: RelayChannel, connection: Any) -> dict:
+    """A relay removed while connected: tell it so and hang up rather than keep it believing it is live."""
+    answer = _answer(channel, connection.connection_id, _error("unknown_relay", "relay no longer enrolled"))
+    channel.close(connection.connection_id)
+    return answer
+
+
+def _record_drift(org_id: str, relay_id: str, drift: dict[str, Any], *, refused: bool, **extra: Any) -> None:
+    audit.append_event(
+        org_id,
+        "relay.attestation_drift",
+        {"relay_id": relay_id, "refused": refused, "changed": drift.get("changed", []),
+         "added": drift.get("added", []), "removed": drift.get("removed", []), **extra},
+        actor={"type": "relay", "relay_id": relay_id},
+    )
+
+
 def _on_heartbeat(
     store: Store, settings: Settings, channel: RelayChannel, connection: Any, message: dict
 ) -> dict:
     record = store.get_agent(connection.org_id, connection.relay_id)
     if record is None:
-        # Removed while connected: tell it so and hang up rather than keep it believing it is live.
-        answer = _answer(channel, connection.connection_id, _error("unknown_relay", "relay no longer enrolled"))
-        channel.close(connection.connection_id)
-        return answer
+        return _hang_up_removed(channel, connection)
     store.touch_agent(record, utc_now_iso())
     return _answer(
         channel,
