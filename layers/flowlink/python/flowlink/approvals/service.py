@@ -84,6 +84,10 @@ def _now_iso(now: float) -> str:
     return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _approval_count(item: Any) -> int:
+    return sum(1 for d in item.decisions or [] if d.get("decision") == "approve")
+
+
 def _relay_removed(item: Any) -> bool:
     return item.status == FAILED and (item.outcome_detail or {}).get("error") == RELAY_REMOVED
 
@@ -392,28 +396,20 @@ class ApprovalService:
             return {"approval_id": approval_id, "status": item.status}
         org = self.store.get_org(org_id)
         config = OrgApprovalSettings.from_org(org)
-        sent, errors = [], []
-        if "telegram" in config.channels and config.telegram_ids():
-            client = self.telegram
-            if client is None:
-                errors.append("telegram: no bot token configured")
-            else:
-                text = format_approval_message(
-                    agent=item.agent_name or item.relay_id,
-                    host=item.hostname,
-                    command=item.command,
-                    score=int(item.score or 0),
-                    reasons=list(item.reasons or []),
-                    expires_at=item.expires_at,
-                    approval_id=approval_id,
-                    needed=int(item.needed or 1),
-                )
-                for chat_id in config.telegram_ids():
-                    try:
-                        message = client.send_message(chat_id, text, reply_markup=approval_keyboard(approval_id))
-                        sent.append({"chat_id": chat_id, "message_id": message.get("message_id")})
-                    except TelegramError as exc:
-                        errors.append(f"telegram chat {chat_id}: {exc}")
+        sent, errors = self._telegram_approvers(
+            config,
+            format_approval_message(
+                agent=item.agent_name or item.relay_id,
+                host=item.hostname,
+                command=item.command,
+                score=int(item.score or 0),
+                reasons=list(item.reasons or []),
+                expires_at=item.expires_at,
+                approval_id=approval_id,
+                needed=int(item.needed or 1),
+            ),
+            reply_markup=approval_keyboard(approval_id),
+        )
         actions = []
         if sent:
             actions.append(self.model.messages.set(sent))
@@ -439,38 +435,50 @@ class ApprovalService:
         Never raises: the command runs whatever happens here. The outcome is audited
         (``exec.notified`` or ``exec.notification_failed``) when anyone was to be told.
         """
-        sent, errors = 0, []
         try:
             config = OrgApprovalSettings.from_org(self.store.get_org(org_id))
         except Exception as exc:  # a notice must never fail the command
             logger.exception("soft_ask notice: org settings unreadable", extra={"org_id": org_id})
-            config, errors = None, [f"org settings unreadable: {type(exc).__name__}"]
-        recipients = config.telegram_ids() if config is not None and "telegram" in config.channels else []
-        if recipients:
-            client = self.telegram
-            if client is None:
-                errors.append("telegram: no bot token configured")
-            else:
-                text = format_notice_message(
+            config, sent, errors = None, [], [f"org settings unreadable: {type(exc).__name__}"]
+        else:
+            sent, errors = self._telegram_approvers(
+                config,
+                format_notice_message(
                     agent=agent, host=host, command=command, score=int(verdict.get("score") or 0),
                     reasons=list(verdict.get("reasons") or []), command_id=command_id,
-                )
-                for chat_id in recipients:
-                    try:
-                        client.send_message(chat_id, text)
-                        sent += 1
-                    except TelegramError as exc:
-                        errors.append(f"telegram chat {chat_id}: {exc}")
-        if not recipients and not errors:
-            return {"command_id": command_id, "notified": 0, "errors": []}
+                ),
+            )
+            if not config.telegram_ids() or "telegram" not in config.channels:
+                return {"command_id": command_id, "notified": 0, "errors": []}
         if errors:
             logger.warning("soft_ask notice failed", extra={"command_id": command_id, "errors": errors})
         audit.append_event(
             org_id,
             "exec.notified" if not errors else "exec.notification_failed",
-            {"command_id": command_id, "channels": config.channels if config else [], "sent": sent, "errors": errors},
+            {"command_id": command_id, "channels": config.channels if config else [], "sent": len(sent),
+             "errors": errors},
         )
-        return {"command_id": command_id, "notified": sent, "errors": errors}
+        return {"command_id": command_id, "notified": len(sent), "errors": errors}
+
+    def _telegram_approvers(
+        self, config: OrgApprovalSettings, text: str, *, reply_markup: dict | None = None
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Send ``text`` to the org's Telegram approvers when the channel is on: ([{chat_id,
+        message_id}] sent, [error text]). A send that fails is reported, never raised."""
+        sent: list[dict[str, Any]] = []
+        errors: list[str] = []
+        if "telegram" not in config.channels or not config.telegram_ids():
+            return sent, errors
+        client = self.telegram
+        if client is None:
+            return sent, ["telegram: no bot token configured"]
+        for chat_id in config.telegram_ids():
+            try:
+                message = client.send_message(chat_id, text, reply_markup=reply_markup)
+                sent.append({"chat_id": chat_id, "message_id": message.get("message_id")})
+            except TelegramError as exc:
+                errors.append(f"telegram chat {chat_id}: {exc}")
+        return sent, errors
 
     # -- 3. decide --------------------------------------------------------------------
 
@@ -546,7 +554,7 @@ class ApprovalService:
             {"approval_id": approval_id, "decision": decision, "channel": approver.channel, "comment": comment},
             actor={"approver": approver.display, "identity": approver.identity, "channel": approver.channel},
         )
-        approvals = sum(1 for d in item.decisions or [] if d.get("decision") == "approve")
+        approvals = _approval_count(item)
         if decision == "approve" and approvals < int(item.needed or 1):
             return DecisionResult(
                 approval_id, PENDING, f"approval recorded ({approvals}/{int(item.needed)}); waiting for another approver", True
@@ -596,22 +604,10 @@ class ApprovalService:
 
     def _finish(self, item: Any, status: str, detail: dict[str, Any]) -> bool:
         """Move pending → ``status`` with ``detail`` and resume the machine; False if not pending."""
-        now = self._clock()
-        try:
-            item.update(
-                actions=[
-                    self.model.status.set(status),
-                    self.model.decided_at.set(_now_iso(now)),
-                    self.model.outcome_detail.set(detail),
-                ],
-                condition=self.model.status == PENDING,
-            )
-        except UpdateError:
+        if not self._close(item, status, self._clock(), detail=detail):
             item.refresh(consistent_read=True)
             return False
-        # Read back so the task token stored concurrently by on_notify is seen; without one
-        # yet, on_notify finds the approval closed and ends the machine itself.
-        item.refresh(consistent_read=True)
+        # Without a task token yet, on_notify finds the approval closed and ends the machine itself.
         if item.task_token:
             self._resume_machine(item, item.task_token)
         return True
@@ -627,20 +623,21 @@ class ApprovalService:
         deadline = time.monotonic() + SETTLE_WAIT_SECONDS
         while True:
             item.refresh(consistent_read=True)
-            decisions = item.decisions or []
-            approvals = sum(1 for d in decisions if d.get("decision") == "approve")
-            settled = approvals >= int(item.needed or 1) or any(d.get("decision") == "deny" for d in decisions)
+            settled = _approval_count(item) >= int(item.needed or 1) or any(
+                d.get("decision") == "deny" for d in item.decisions or []
+            )
             if item.status != PENDING or not settled or time.monotonic() >= deadline:
                 return
             time.sleep(0.05)
 
-    def _close(self, item: Any, status: str, now: float) -> bool:
-        """Move pending → final exactly once; False if someone else closed it first."""
+    def _close(self, item: Any, status: str, now: float, *, detail: dict[str, Any] | None = None) -> bool:
+        """Move pending → final exactly once (with ``outcome_detail`` when given); False if
+        someone else closed it first."""
+        actions = [self.model.status.set(status), self.model.decided_at.set(_now_iso(now))]
+        if detail is not None:
+            actions.append(self.model.outcome_detail.set(detail))
         try:
-            item.update(
-                actions=[self.model.status.set(status), self.model.decided_at.set(_now_iso(now))],
-                condition=self.model.status == PENDING,
-            )
+            item.update(actions=actions, condition=self.model.status == PENDING)
         except UpdateError:
             return False
         # Read back so the task token stored concurrently by on_notify is seen.
