@@ -474,21 +474,14 @@ class Store:
 
     def list_relay_bound_commands(self, org_id: str, relay_id: str) -> list[Any]:
         """Commands of a relay still waiting for it (``RELAY_BOUND_STATUSES``), oldest first."""
-        model = self.models.commands
-        return list(
-            model.by_agent.query(
-                f"{org_id}#{relay_id}",
-                filter_condition=model.status.is_in(*RELAY_BOUND_STATUSES),
-                scan_index_forward=True,
-            )
-        )
+        return self.list_commands_in_status(org_id, relay_id, *RELAY_BOUND_STATUSES)
 
-    def list_commands_in_status(self, org_id: str, relay_id: str, status: str) -> list[Any]:
-        """A relay's commands in one status, oldest first."""
+    def list_commands_in_status(self, org_id: str, relay_id: str, *statuses: str) -> list[Any]:
+        """A relay's commands in any of ``statuses``, oldest first."""
         model = self.models.commands
         return list(
             model.by_agent.query(
-                f"{org_id}#{relay_id}", filter_condition=model.status == status, scan_index_forward=True
+                f"{org_id}#{relay_id}", filter_condition=model.status.is_in(*statuses), scan_index_forward=True
             )
         )
 
