@@ -45,6 +45,7 @@ from flowlink.approvals.models import (
     approval_model,
 )
 from flowlink.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from flowlink.org_settings import notification_channels
 from flowlink.relay_protocol import command_sha256
 from flowlink.settings import Settings
 from flowlink.telegram import (
@@ -151,10 +152,7 @@ class OrgApprovalSettings:
         approvers = [dict(a) for a in (getattr(org, "approvers", None) or []) if isinstance(a, dict)]
         needed = int(getattr(org, "approvals_required", None) or 1)
         timeout = int(getattr(org, "approval_timeout_seconds", None) or DEFAULT_TIMEOUT_SECONDS)
-        # Never set: both channels; set to [] by an admin: nobody is notified (decisions
-        # still come from the CLI, REST and the dashboard).
-        stored = getattr(org, "notification_channels", None)
-        channels = ["telegram", "dashboard"] if stored is None else [str(channel) for channel in stored]
+        channels = notification_channels(org)
         return cls(approvers, max(1, min(needed, 2)), max(MIN_TIMEOUT_SECONDS, min(timeout, MAX_TIMEOUT_SECONDS)), channels)
 
     def telegram_ids(self) -> list[int]:
