@@ -184,19 +184,15 @@ class ScheduleRunner:
 def run_function(logical_id: str, template: Path, stack_name: str) -> Any:
     """Import the handler the template gives ``logical_id`` and call it with a scheduled event."""
     from flowlink.local.cfn_template import Stack, load_template
-    from flowlink.local.lambda_bridge import LambdaContext, handler_import_path, resolve_handler
+    from flowlink.local.lambda_bridge import LambdaContext, resolve_handler, routes_from_stack
     from flowlink.local.provision import FUNCTION_TYPES
     from flowlink.settings import Settings
 
     stack = Stack(load_template(template), stack_name=stack_name)
-    functions = stack.resources_of_type(*FUNCTION_TYPES)
-    if logical_id not in functions:
+    if logical_id not in stack.resources_of_type(*FUNCTION_TYPES):
         raise ScheduleError(f"the template has no function {logical_id!r}")
-    defaults = (stack.template.get("Globals") or {}).get("Function") or {}
-    props = functions[logical_id].get("Properties") or {}
-    handler = resolve_handler(handler_import_path(props.get("CodeUri", defaults.get("CodeUri")),
-                                                  props.get("Handler", defaults.get("Handler"))))
     name = stack.physical_name(logical_id)
+    handler = resolve_handler(routes_from_stack(stack)[name])
     context = LambdaContext(function_name=name, invoked_function_arn=name, aws_request_id=str(uuid.uuid4()))
     return handler(scheduled_event(logical_id, Settings.from_env().region), context)
 
