@@ -331,11 +331,19 @@ def _watch(args: list[str]) -> Unwrap | None:
     return Unwrap(SHELL, args[:start], script=" ".join(args[start:]), origin="sh -c")
 
 
-def _script(args: list[str]) -> Unwrap | None:
-    script = _option_value(args, "c", ("command",))
-    if script is None:
-        return None
-    return Unwrap(SHELL, list(args), script=script, origin="sh -c")
+def _shell_option(short: str, long: tuple[str, ...]):
+    """A wrapper whose option (``script -c STR``, ``nix-shell --run STR``) is a shell string it runs."""
+
+    def unwrap(args: list[str]) -> Unwrap | None:
+        script = _option_value(args, short, long)
+        if script is None:
+            return None
+        return Unwrap(SHELL, list(args), script=script, origin="sh -c")
+
+    return unwrap
+
+
+_script = _shell_option("c", ("command",))
 
 
 def _chroot(args: list[str]) -> Unwrap | None:
@@ -435,11 +443,6 @@ def _skip_then_run(short_with_value: str = "", long_with_value: frozenset[str] =
 # the tool a wrapper: `poetry install` runs nothing of the caller's.
 
 
-def _after_global_options(args: list[str], short_with_value: str, long_with_value: frozenset[str]) -> int:
-    """Index of the subcommand after a tool's global options (``poetry -C dir run``)."""
-    return _skip_options(args, short_with_value, long_with_value)
-
-
 def _runner(
     subcommands: frozenset[str],
     short_with_value: str = "",
@@ -463,7 +466,7 @@ def _runner(
         if not subcommands:
             sub = -1  # the tool itself runs the command (npx, bunx, uvx, envchain)
         else:
-            sub = _after_global_options(args, global_short, global_long)
+            sub = _skip_options(args, global_short, global_long)  # poetry -C dir run
             if sub >= len(args) or args[sub] not in subcommands:
                 return None
         rest = args[sub + 1 :]
@@ -503,6 +506,72 @@ def _package_runner(short_with_value: str = "", long_with_value: frozenset[str] 
         return result
 
     return unwrap
+
+
+def _argv_after_command_option(args: list[str], own: list[str]) -> Unwrap | None:
+    """``... -c CMD ARGS`` / ``--command CMD ARGS`` / ``--command=CMD ARGS``: the argv after the
+    option; ``own`` (the tool's words before ``args``) is kept with the wrapper's own."""
+    for index, arg in enumerate(args):
+        if arg in ("--command", "-c") and index + 1 < len(args):
+            return Unwrap(ARGV, own + args[: index + 1], [args[index + 1 :]])
+        if arg.startswith("--command="):
+            return Unwrap(ARGV, own + args[: index + 1], [[arg.split("=", 1)[1], *args[index + 1 :]]])
+    return None
+
+
+def _nix(args: list[str]) -> Unwrap | None:
+    """``nix develop|shell ... -c CMD ARGS`` runs CMD; without -c it opens an interactive shell."""
+    sub = _skip_options(args)
+    if sub >= len(args) or args[sub] not in ("develop", "shell"):
+        return None
+    return _argv_after_command_option(args[sub + 1 :], args[: sub + 1])
+
+
+def _sops(args: list[str]) -> Unwrap | None:
+    """``sops exec-env FILE 'cmd'`` / ``exec-file FILE 'cmd {}'``: the string is run by a shell."""
+    sub = _skip_options(args)
+    if sub >= len(args) or args[sub] not in ("exec-env", "exec-file"):
+        return None
+    rest = args[sub + 1 :]
+    start = _skip_options(rest, "", frozenset({"user", "filename", "input-type", "output-type"}))
+    if start + 1 >= len(rest):
+        return None
+    return Unwrap(SHELL, args[: sub + 1] + rest[: start + 1], script=rest[start + 1], origin="sh -c")
+
+
+def _sg(args: list[str]) -> Unwrap | None:
+    """``sg GROUP -c 'cmd'`` or ``sg GROUP cmd``: runs the command as the group."""
+    if len(args) < 2:
+        return None
+    rest = args[1:]
+    script = rest[1] if rest[0] in ("-c",) and len(rest) > 1 else " ".join(rest)
+    return Unwrap(SHELL, args[:1] + (rest[:1] if rest[0] == "-c" else []), script=script, origin="sh -c")
+
+
+def _recursive_remover(args: list[str]) -> Unwrap | None:
+    """``rimraf PATH`` / ``del-cli PATH`` (node packages) delete like ``rm -rf PATH``; seen as that,
+    so the filesystem rules judge the paths. ``--no-preserve-root`` is kept; other options dropped."""
+    paths = [a for a in args if not a.startswith("-")]
+    if not paths:
+        return None
+    flags = ["-rf"] + (["--no-preserve-root"] if "--no-preserve-root" in args else [])
+    return Unwrap(ARGV, list(args), [["rm", *flags, "--", *paths]], render_inner=False)
+
+
+def _just(args: list[str]) -> Unwrap | None:
+    """``just [options] --command CMD ARGS`` (``-c``) runs CMD in the justfile's environment."""
+    return _argv_after_command_option(args, [])
+
+
+def _pager(args: list[str]) -> Unwrap | None:
+    """``less +'!cmd' FILE`` / ``more +'!cmd'``: the pager's ``!`` command runs ``cmd`` in a shell
+    as soon as it starts (a known way to run a command behind an innocent-looking reader)."""
+    for arg in args:
+        if arg.startswith("+!") and len(arg) > 2:
+            return Unwrap(SHELL, list(args), script=arg[2:], origin="sh -c")
+        if arg.startswith("++!") and len(arg) > 3:
+            return Unwrap(SHELL, list(args), script=arg[3:], origin="sh -c")
+    return None
 
 
 _UV_RUN_LONG = frozenset({
@@ -553,93 +622,17 @@ _RUNNERS = {
     "envchain": _runner(frozenset(), operands=1),
     "xvfb-run": _skip_then_run("nsfew", frozenset({"server-num", "server-args", "auth-file", "error-file", "wait"})),
     "dbus-run-session": _skip_then_run("", frozenset({"config-file", "dbus-daemon"})),
+    "tox": _runner(frozenset({"exec"}), "e", frozenset({"env", "conf", "workdir", "root"})),
+    "just": _just,
+    "nix": _nix,
+    "nix-shell": _shell_option("", ("run", "command")),
+    "sops": _sops,
 }
 
 
-def _nix(args: list[str]) -> Unwrap | None:
-    """``nix develop|shell ... -c CMD ARGS`` runs CMD; without -c it opens an interactive shell."""
-    sub = _skip_options(args)
-    if sub >= len(args) or args[sub] not in ("develop", "shell"):
-        return None
-    rest = args[sub + 1 :]
-    for index, arg in enumerate(rest):
-        if arg in ("-c", "--command") and index + 1 < len(rest):
-            return Unwrap(ARGV, args[: sub + 1] + rest[: index + 1], [rest[index + 1 :]])
-    return None
-
-
-def _nix_shell(args: list[str]) -> Unwrap | None:
-    script = _option_value(args, "", ("run", "command"))
-    if script is None:
-        return None
-    return Unwrap(SHELL, list(args), script=script, origin="sh -c")
-
-
-def _sops(args: list[str]) -> Unwrap | None:
-    """``sops exec-env FILE 'cmd'`` / ``exec-file FILE 'cmd {}'``: the string is run by a shell."""
-    sub = _skip_options(args)
-    if sub >= len(args) or args[sub] not in ("exec-env", "exec-file"):
-        return None
-    rest = args[sub + 1 :]
-    start = _skip_options(rest, "", frozenset({"user", "filename", "input-type", "output-type"}))
-    if start + 1 >= len(rest):
-        return None
-    return Unwrap(SHELL, args[: sub + 1] + rest[: start + 1], script=rest[start + 1], origin="sh -c")
-
-
-def _sg(args: list[str]) -> Unwrap | None:
-    """``sg GROUP -c 'cmd'`` or ``sg GROUP cmd``: runs the command as the group."""
-    if len(args) < 2:
-        return None
-    rest = args[1:]
-    script = rest[1] if rest[0] in ("-c",) and len(rest) > 1 else " ".join(rest)
-    return Unwrap(SHELL, args[:1] + (rest[:1] if rest[0] == "-c" else []), script=script, origin="sh -c")
-
-
-def _recursive_remover(args: list[str]) -> Unwrap | None:
-    """``rimraf PATH`` / ``del-cli PATH`` (node packages) delete like ``rm -rf PATH``; seen as that,
-    so the filesystem rules judge the paths. ``--no-preserve-root`` is kept; other options dropped."""
-    paths = [a for a in args if not a.startswith("-")]
-    if not paths:
-        return None
-    flags = ["-rf"] + (["--no-preserve-root"] if "--no-preserve-root" in args else [])
-    return Unwrap(ARGV, list(args), [["rm", *flags, "--", *paths]], render_inner=False)
-
-
-def _just(args: list[str]) -> Unwrap | None:
-    """``just [options] --command CMD ARGS`` (``-c``) runs CMD in the justfile's environment."""
-    for index, arg in enumerate(args):
-        if arg in ("--command", "-c") and index + 1 < len(args):
-            return Unwrap(ARGV, args[: index + 1], [args[index + 1 :]])
-        if arg.startswith("--command="):
-            return Unwrap(ARGV, args[: index + 1], [[arg.split("=", 1)[1], *args[index + 1 :]]])
-    return None
-
-
-def _pager(args: list[str]) -> Unwrap | None:
-    """``less +'!cmd' FILE`` / ``more +'!cmd'``: the pager's ``!`` command runs ``cmd`` in a shell
-    as soon as it starts (a known way to run a command behind an innocent-looking reader)."""
-    for arg in args:
-        if arg.startswith("+!") and len(arg) > 2:
-            return Unwrap(SHELL, list(args), script=arg[2:], origin="sh -c")
-        if arg.startswith("++!") and len(arg) > 3:
-            return Unwrap(SHELL, list(args), script=arg[3:], origin="sh -c")
-    return None
-
-
-_RUNNERS["tox"] = _runner(frozenset({"exec"}), "e", frozenset({"env", "conf", "workdir", "root"}))
-_RUNNERS["just"] = _just
-_RUNNERS["less"] = _pager
-_RUNNERS["more"] = _pager
-_RUNNERS["rimraf"] = _recursive_remover
-_RUNNERS["del-cli"] = _recursive_remover
-_RUNNERS["nix"] = _nix
-_RUNNERS["nix-shell"] = _nix_shell
-_RUNNERS["sops"] = _sops
-_RUNNERS["sg"] = _sg
-# Which runners are transparent to an org policy (they change the environment a command runs
-# in, not who runs it): an allow rule for the command covers `poetry run CMD` too.
-RUNNER_NAMES = frozenset(_RUNNERS) - {"sg", "rimraf", "del-cli", "less", "more"}
+# Runners are transparent to an org policy (they change the environment a command runs in,
+# not who runs it): an allow rule for the command covers `poetry run CMD` too.
+RUNNER_NAMES = frozenset(_RUNNERS)
 
 
 _WRAPPERS = {
@@ -687,6 +680,11 @@ _WRAPPERS = {
     "firejail": _skip_then_run(),
     "coproc": _skip_then_run(background=True),
     "trap": _trap,
+    "sg": _sg,
+    "rimraf": _recursive_remover,
+    "del-cli": _recursive_remover,
+    "less": _pager,
+    "more": _pager,
     **_RUNNERS,
 }
 
