@@ -5,31 +5,20 @@ own counter agrees). Uses the programmatic LocalStack so one component can be re
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from collections.abc import Iterator
 
 import anyio
 import pytest
-from flowlink.local.harness import distinct_free_ports, mcp_client
-from flowlink.local.stack import LocalStack, StackConfig
+from flowlink.local.harness import e2e_stack_config, mcp_client
+from flowlink.local.stack import LocalStack
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalStack, dict]]:
-    gateway_port, aws_port, relay_health_port = distinct_free_ports(3)
-    stack = LocalStack(StackConfig(
-        state_dir=tmp_path_factory.mktemp("restart-stack"),
-        gateway_port=gateway_port,
-        aws_port=aws_port,
-        relay_health_port=relay_health_port,
-        aws_endpoint=os.environ.get("AWS_ENDPOINT_URL") or None,
-        stack_name=f"flowlink-e2e-{uuid.uuid4().hex[:8]}",
-        relay_name="restart-relay",
-    ))
+    stack = LocalStack(e2e_stack_config(tmp_path_factory.mktemp("restart-stack"), relay_name="restart-relay"))
     info = stack.up()
     try:
         yield stack, info

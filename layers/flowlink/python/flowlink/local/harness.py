@@ -53,6 +53,25 @@ class RunningStack:
         return self.stdout_path.read_text(errors="replace")
 
 
+def e2e_stack_config(state_dir: Path, *, relay_name: str, **options: Any) -> Any:
+    """A ``StackConfig`` for a programmatic e2e stack: free ports, a unique stack name, and
+    ``AWS_ENDPOINT_URL`` honoured (the suite may run against LocalStack); ``options`` are
+    further StackConfig fields."""
+    from flowlink.local.stack import StackConfig
+
+    gateway_port, aws_port, relay_health_port = distinct_free_ports(3)
+    return StackConfig(
+        state_dir=state_dir,
+        gateway_port=gateway_port,
+        aws_port=aws_port,
+        relay_health_port=relay_health_port,
+        aws_endpoint=os.environ.get("AWS_ENDPOINT_URL") or None,
+        stack_name=f"flowlink-e2e-{uuid.uuid4().hex[:8]}",
+        relay_name=relay_name,
+        **options,
+    )
+
+
 def start_local_up(state_dir: Path, *, relay_name: str = "e2e-relay") -> RunningStack:
     """`flowlink local up` on free ports; returns once local.json exists (the stack is ready)."""
     gateway_port, aws_port, relay_health_port = distinct_free_ports(3)
